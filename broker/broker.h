@@ -1,0 +1,172 @@
+/*
+ * ssepush-broker private header: named defaults, the shared structures (channels,
+ * subscriber streams, counters) and the prototypes of each file, grouped by file.
+ */
+#ifndef SSEPUSH_BROKER_H
+#define SSEPUSH_BROKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <microhttpd.h>
+
+#include "config.h"
+#include "history.h"
+#include "sse.h"
+
+#define BROKER_VERSION "0.1.0"
+#define BROKER_ID_MAX 48		/* bytes of an event id, with NUL */
+#define BROKER_BOOT_HEX 12		/* hex digits of the per-process id prefix */
+#define BROKER_RETRY_AFTER "5"		/* seconds, in 503 answers */
+#define BROKER_STOP_GRACE_MS 3000	/* wait for streams to end on SIGTERM */
+#define BROKER_SWEEP_SECONDS 5		/* how often idle channels are swept */
+#define BROKER_WHEEL_SLOTS 1024		/* ping wheel: one slot per second */
+#define BROKER_SMALL_FRAME 160		/* per-subscriber buffer: preamble plus a reset */
+#define BROKER_MAX_SHARDS 64
+
+/* Directive indexes into the broker's table (options.c). */
+enum opt {
+	OPT_LISTEN, OPT_PUBLISH_LISTEN, OPT_AUTH, OPT_THREADS,
+	OPT_PING_INTERVAL, OPT_PING_MIN, OPT_PING_MAX, OPT_RECONNECT_MS,
+	OPT_HISTORY_SIZE, OPT_HISTORY_TTL, OPT_MAX_CONNECTIONS,
+	OPT_MAX_SUBSCRIBERS_PER_CHANNEL, OPT_MAX_CHANNELS, OPT_MAX_MESSAGE_SIZE,
+	OPT_MAX_BATCH, OPT_CONNECTION_MEMORY, OPT_REQUEST_TIMEOUT,
+	OPT_TCP_KEEPALIVE, OPT_TCP_KEEPIDLE, OPT_TCP_KEEPINTVL, OPT_TCP_KEEPCNT,
+	OPT_LOG_LEVEL,
+	OPT_COUNT
+};
+
+/* A channel: its history and its local subscribers, under one lock. */
+struct channel {
+	pthread_mutex_t lock;
+	struct channel *hnext;		/* hash chain, under the table lock */
+	unsigned refs;			/* holders (streams, publishers), under the table lock */
+	struct stream *subs;		/* subscriber list, under lock */
+	unsigned nsubs;			/* under lock */
+	uint64_t published;		/* under lock */
+	struct history history;		/* under lock */
+	size_t namelen;
+	char name[];
+};
+
+/* What a request's MHD req_cls points at: each kind starts with this. */
+enum req_kind { REQ_STREAM = 1, REQ_PUBLISH };
+
+/* One subscriber stream (an EventSource or long-poll response). */
+struct stream {
+	enum req_kind kind;		/* REQ_STREAM */
+	struct MHD_Connection *conn;
+	struct channel *ch;		/* holds a reference */
+	struct stream *prev, *next;	/* channel list, under ch->lock */
+	struct stream *wprev, *wnext;	/* ping wheel slot, under the wheel lock */
+	struct stream *gnext;		/* graveyard, under the reaper's lock */
+	int wslot;			/* wheel slot, or -1 */
+	int fd;
+	uint64_t cursor;		/* channel index of the next event to consider */
+	uint64_t live_index;		/* first index published after the stream began */
+	size_t offset;			/* bytes of the event at cursor already sent */
+	uint32_t last_send;		/* monotonic second something was last sent */
+	unsigned ping;			/* seconds, 0 = no pings */
+	char *session;			/* owned, or NULL */
+	char *origins;			/* owned comma list, or NULL */
+	/* flags, under ch->lock */
+	bool suspended, closing, longpoll, ping_due, sent, dead, attached;
+	uint8_t small_len, small_off;
+	char small[BROKER_SMALL_FRAME];	/* preamble, ping or reset being sent */
+};
+
+/* Broker-wide counters for /metrics and /stats. */
+struct counters {
+	atomic_ullong connections;	/* open HTTP connections */
+	atomic_ullong streams;		/* open subscriber streams */
+	atomic_ullong channels;
+	atomic_ullong published, delivered, dropped, pings, replays, resets;
+	atomic_ullong auth_failures, rejected, lagged;
+	atomic_ullong latency_count, latency_sum_us;
+	atomic_ullong latency_bucket[12];
+};
+#define COUNTERS_BUCKETS { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5 }
+
+/* The fields of one publish, all borrowed. */
+struct publish_req {
+	const char *channel;
+	const char *type;		/* NULL for message */
+	const char *data;
+	size_t len;
+	const char *session, *exclude_session, *origin;
+};
+
+/* main.c */
+extern struct config *broker_config;
+extern struct counters counters;
+extern atomic_bool broker_terminating;
+extern char broker_boot[BROKER_BOOT_HEX + 1];
+
+/* options.c */
+extern const struct config_directive broker_directives[OPT_COUNT];
+long long opt(enum opt o);
+void options_snapshot(const struct config *c);
+const char *opt_str(enum opt o);
+
+/* clock.c */
+int64_t clock_ns(void);
+uint32_t clock_sec(void);
+
+/* channel.c */
+int channel_table_init(void);
+void channel_table_free(void);
+struct channel *channel_get(const char *name, size_t len, bool create);
+void channel_put(struct channel *ch);
+int channel_publish(const struct publish_req *req, char *id, size_t idlen, unsigned *count);
+void channel_format_id(char *buf, size_t len, uint64_t seq);
+uint64_t channel_last_seq(void);
+void channel_sweep(void);
+void channel_each(void (*fn)(struct channel *, void *), void *arg);
+bool channel_matches(const struct stream *s, const struct event *ev);
+
+/* stream.c */
+enum MHD_Result stream_start(struct MHD_Connection *conn, const char *channel,
+    size_t len, void **out);
+void stream_completed(struct stream *s);
+void stream_wake(struct stream *s);
+void stream_end_all(void);
+void stream_free(struct stream *s);
+
+/* reaper.c */
+int reaper_start(void);
+void reaper_stop(void);
+int reaper_watch(struct stream *s);
+void reaper_forget(struct stream *s);
+void reaper_bury(struct stream *s);
+
+/* http.c */
+enum MHD_Result http_access(void *cls, struct MHD_Connection *conn, const char *url,
+    const char *method, const char *version, const char *upload, size_t *upload_size,
+    void **req_cls);
+void http_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+    enum MHD_RequestTerminationCode toe);
+void http_connection(void *cls, struct MHD_Connection *conn, void **socket_cls,
+    enum MHD_ConnectionNotificationCode toe);
+enum MHD_Result http_error(struct MHD_Connection *conn, unsigned status, const char *msg);
+enum MHD_Result http_json(struct MHD_Connection *conn, unsigned status, const char *body);
+const char *http_arg(struct MHD_Connection *conn, const char *name);
+
+/* publish.c */
+enum MHD_Result publish_handle(struct MHD_Connection *conn, const char *url,
+    const char *upload, size_t *upload_size, void **req_cls);
+void publish_free(void *state);
+
+/* ops.c */
+enum MHD_Result ops_handle(struct MHD_Connection *conn, const char *url);
+void counters_observe_latency(int64_t ns);
+
+/* shard.c */
+int shard_start_all(void);
+void shard_quiesce_all(void);
+void shard_stop_all(void);
+const char *shard_listen_addr(void);
+
+#endif

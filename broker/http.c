@@ -1,0 +1,167 @@
+/*
+ * Request routing for every libmicrohttpd daemon: maps method and path to the stream,
+ * publish and operations handlers, and owns the JSON error and reply helpers and the
+ * per-request state's lifetime (freed in the request-completed callback).
+ */
+#include "broker.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+
+#define HTTP_EVENTS "/events/"
+#define HTTP_PUBLISH "/publish"
+
+/* Sends a JSON body with a status; the body is copied. */
+enum MHD_Result
+http_json(struct MHD_Connection *conn, unsigned status, const char *body)
+{
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+
+	r = MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
+	if (r == NULL)
+		return MHD_NO;
+	MHD_add_response_header(r, "Content-Type", "application/json");
+	MHD_add_response_header(r, "Cache-Control", "no-store");
+	if (status == MHD_HTTP_SERVICE_UNAVAILABLE || status == MHD_HTTP_TOO_MANY_REQUESTS)
+		MHD_add_response_header(r, "Retry-After", BROKER_RETRY_AFTER);
+	ret = MHD_queue_response(conn, status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+/* Sends {"error": msg}; msg is escaped by jansson. */
+enum MHD_Result
+http_error(struct MHD_Connection *conn, unsigned status, const char *msg)
+{
+	json_t *o = json_pack("{s:s}", "error", msg);
+	char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	enum MHD_Result ret;
+
+	ret = http_json(conn, status, body ? body : "{\"error\":\"internal error\"}");
+	free(body);
+	json_decref(o);
+	if (status >= 400)
+		atomic_fetch_add(&counters.rejected, 1);
+	return ret;
+}
+
+/* 405 with the Allow header the client should have used. */
+static enum MHD_Result
+http_method_not_allowed(struct MHD_Connection *conn, const char *allow)
+{
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+	static const char body[] = "{\"error\":\"method not allowed\"}";
+
+	r = MHD_create_response_from_buffer(sizeof body - 1, (void *)body, MHD_RESPMEM_PERSISTENT);
+	if (r == NULL)
+		return MHD_NO;
+	MHD_add_response_header(r, "Content-Type", "application/json");
+	MHD_add_response_header(r, "Allow", allow);
+	ret = MHD_queue_response(conn, MHD_HTTP_METHOD_NOT_ALLOWED, r);
+	MHD_destroy_response(r);
+	atomic_fetch_add(&counters.rejected, 1);
+	return ret;
+}
+
+/* A query argument (percent-decoded by MHD), or NULL. */
+const char *
+http_arg(struct MHD_Connection *conn, const char *name)
+{
+	return MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+/* Whether url is prefix exactly or prefix followed by "/"; sets *rest past it. */
+static bool
+http_route(const char *url, const char *prefix, const char **rest)
+{
+	size_t n = strlen(prefix);
+
+	if (strncmp(url, prefix, n) != 0)
+		return false;
+	*rest = url + n;
+	return true;
+}
+
+/* Logs a refused request with its path escaped (the path is peer-controlled). */
+static void
+http_log_request(const char *method, const char *url)
+{
+	char esc[LOG_ESCAPE_SIZE];
+
+	if (log_enabled(LOG_DEBUG))
+		log_debug("request %s %s", method, log_escape(esc, url, strlen(url)));
+}
+
+/*
+ * The access handler of every daemon. cls is non-NULL on a daemon that also serves
+ * publishing and operations; subscriber-only daemons answer those with 404.
+ */
+enum MHD_Result
+http_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+    const char *version, const char *upload, size_t *upload_size, void **req_cls)
+{
+	bool get = strcmp(method, MHD_HTTP_METHOD_GET) == 0;
+	bool serves_publish = cls != NULL;
+	const char *rest;
+
+	(void)version;
+	if (*req_cls != NULL && *(enum req_kind *)*req_cls == REQ_PUBLISH)
+		return publish_handle(conn, url, upload, upload_size, req_cls);	/* body chunk */
+	http_log_request(method, url);
+	if (http_route(url, HTTP_EVENTS, &rest)) {
+		if (!get)
+			return http_method_not_allowed(conn, "GET");
+		return stream_start(conn, rest, strlen(rest), req_cls);
+	}
+	if (serves_publish && (strcmp(url, HTTP_PUBLISH) == 0 ||
+	    http_route(url, HTTP_PUBLISH "/", &rest))) {
+		if (strcmp(method, MHD_HTTP_METHOD_POST) != 0)
+			return http_method_not_allowed(conn, "POST");
+		return publish_handle(conn, url, upload, upload_size, req_cls);
+	}
+	if (serves_publish && (strcmp(url, "/healthz") == 0 || strcmp(url, "/metrics") == 0 ||
+	    strcmp(url, "/stats") == 0 || strncmp(url, "/stats/", 7) == 0)) {
+		if (!get && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
+			return http_method_not_allowed(conn, "GET, HEAD");
+		return ops_handle(conn, url);
+	}
+	return http_error(conn, MHD_HTTP_NOT_FOUND, "not found");
+}
+
+/* Frees per-request state once MHD is done with the request. */
+void
+http_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+    enum MHD_RequestTerminationCode toe)
+{
+	enum req_kind *kind = *req_cls;
+
+	(void)cls;
+	(void)conn;
+	(void)toe;
+	if (kind == NULL)
+		return;
+	if (*kind == REQ_STREAM)
+		stream_completed((struct stream *)kind);
+	else
+		publish_free(kind);
+	*req_cls = NULL;
+}
+
+/* Counts open connections for /metrics. */
+void
+http_connection(void *cls, struct MHD_Connection *conn, void **socket_cls,
+    enum MHD_ConnectionNotificationCode toe)
+{
+	(void)cls;
+	(void)conn;
+	(void)socket_cls;
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+		atomic_fetch_add(&counters.connections, 1);
+	else
+		atomic_fetch_sub(&counters.connections, 1);
+}

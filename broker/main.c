@@ -1,0 +1,250 @@
+/*
+ * ssepush-broker: command-line flags, configuration loading and reload, start-up,
+ * signal handling in one thread, and the orderly shutdown that ends every stream
+ * before the daemons stop.
+ */
+#include "broker.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+struct config *broker_config;
+struct counters counters;
+atomic_bool broker_terminating;
+char broker_boot[BROKER_BOOT_HEX + 1];
+
+static const char *config_path;
+static int override_argc;
+static char **override_argv;
+
+/* Prints usage and every directive with its default. */
+static void
+usage(FILE *out)
+{
+	fprintf(out, "usage: ssepush-broker [-f file] [-n] [-v] [-V] [-h] [--directive value ...]\n"
+	    "  -f file  read this configuration file\n"
+	    "  -n       check the configuration, print \"configuration OK\" and exit\n"
+	    "  -v       log at debug level\n"
+	    "  -V       print the version and exit\n"
+	    "  -h       print this help and the directives\n\n");
+	config_print_defaults(broker_directives, OPT_COUNT, out);
+}
+
+/* Writes a configuration error line to stderr (used before logging is set up). */
+static void
+report_stderr(void *arg, const char *msg)
+{
+	(void)arg;
+	fprintf(stderr, "%s\n", msg);
+}
+
+/* Writes a configuration error through the log (on reload). */
+static void
+report_log(void *arg, const char *msg)
+{
+	(void)arg;
+	log_error("%s", msg);
+}
+
+/* Builds a config from the defaults, the command-line overrides and the file. */
+static struct config *
+load_config(config_error_fn *report)
+{
+	struct config *c = config_new(broker_directives, OPT_COUNT);
+	int errors;
+
+	if (c == NULL)
+		fatal("configuration table is broken");
+	errors = config_load_args(c, override_argc, override_argv, report, NULL);
+	if (config_path != NULL && config_load_file(c, config_path, report, NULL) != 0)
+		errors++;
+	if (errors > 0) {
+		config_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+/* Re-reads the configuration on SIGHUP; an invalid file leaves everything as it was. */
+static void
+reload(void)
+{
+	struct config *fresh = load_config(report_log);
+	int i;
+
+	if (fresh == NULL) {
+		log_error("reload: failed, keeping old config");
+		return;
+	}
+	config_reload_check(broker_config, fresh, report_log, NULL);
+	for (i = 0; i < OPT_COUNT; i++)
+		if (broker_directives[i].reloadable && broker_directives[i].type != CONFIG_STRING)
+			broker_config->values[i].i = fresh->values[i].i;
+	config_free(fresh);
+	options_snapshot(broker_config);
+	log_info("reload: ok");
+}
+
+/* Draws the per-process id prefix and seeds the retry jitter. */
+static void
+init_boot_id(void)
+{
+	unsigned char b[BROKER_BOOT_HEX / 2];
+	unsigned seed;
+	size_t i;
+
+	if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b ||
+	    getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed)
+		fatal("getrandom: %s", strerror(errno));
+	for (i = 0; i < sizeof b; i++)
+		sprintf(broker_boot + 2 * i, "%02x", b[i]);
+	srandom(seed);
+}
+
+/* Every open file is a subscriber: take the hard limit. */
+static void
+raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+	    rl.rlim_cur < (rlim_t)opt(OPT_MAX_CONNECTIONS) + 64)
+		log_warn("open file limit %llu is below max_connections %lld: connections beyond it are refused",
+		    (unsigned long long)rl.rlim_cur, opt(OPT_MAX_CONNECTIONS));
+}
+
+/* Ends every stream cleanly, waits for them (bounded), then stops the daemons. */
+static void
+shutdown_broker(void)
+{
+	struct timespec ms20 = { 0, 20 * 1000 * 1000 };
+	int waited = 0;
+
+	log_info("terminating");
+	shard_quiesce_all();
+	atomic_store(&broker_terminating, true);
+	stream_end_all();
+	while (atomic_load(&counters.streams) > 0 && waited < BROKER_STOP_GRACE_MS) {
+		nanosleep(&ms20, NULL);
+		waited += 20;
+		stream_end_all();	/* streams that started while we walked */
+	}
+	shard_stop_all();
+	reaper_stop();
+	channel_table_free();
+}
+
+/* Handles one single-letter flag; returns false for an unknown one. */
+static bool
+parse_flag(char f, bool *check)
+{
+	switch (f) {
+	case 'n': *check = true; return true;
+	case 'v': log_set_level(LOG_DEBUG); return true;
+	case 'V': printf("ssepush-broker %s\n", BROKER_VERSION); exit(0);
+	case 'h': usage(stdout); exit(0);
+	default: return false;
+	}
+}
+
+/*
+ * Parses the daemon's flags (-f FILE, -n, -v, -V, -h, in any order) and sets aside
+ * every "--directive value" pair for config_load_args. Returns whether -n was given.
+ */
+static bool
+parse_flags(int argc, char **argv)
+{
+	static char *rest[256];
+	bool check = false;
+	int i;
+	const char *p;
+
+	for (i = 1; i < argc; i++) {
+		if (strncmp(argv[i], "--", 2) == 0) {
+			if (override_argc + 2 > (int)(sizeof rest / sizeof rest[0]))
+				fatal("command line: too many arguments");
+			rest[override_argc++] = argv[i];
+			if (strchr(argv[i], '=') == NULL && i + 1 < argc)
+				rest[override_argc++] = argv[++i];
+		} else if (strcmp(argv[i], "-f") == 0 && i + 1 < argc) {
+			config_path = argv[++i];
+		} else if (argv[i][0] == '-' && argv[i][1] != '\0' && argv[i][1] != 'f') {
+			for (p = argv[i] + 1; *p != '\0'; p++)
+				if (!parse_flag(*p, &check)) {
+					fprintf(stderr, "ssepush-broker: unknown flag -%c\n", *p);
+					usage(stderr);
+					exit(1);
+				}
+		} else {
+			fprintf(stderr, "ssepush-broker: unexpected argument '%s'\n", argv[i]);
+			usage(stderr);
+			exit(1);
+		}
+	}
+	override_argv = rest;
+	return check;
+}
+
+/* Waits for signals in the main thread: HUP reloads, TERM and INT stop. */
+static void
+signal_loop(const sigset_t *set)
+{
+	int sig;
+
+	for (;;) {
+		if (sigwait(set, &sig) != 0)
+			continue;
+		if (sig == SIGHUP)
+			reload();
+		else if (sig == SIGTERM || sig == SIGINT)
+			return;
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	sigset_t set;
+	bool check = parse_flags(argc, argv), verbose = false;
+
+	verbose = log_enabled(LOG_DEBUG);
+	if ((broker_config = load_config(report_stderr)) == NULL)
+		return 1;
+	if (check) {
+		printf("configuration OK\n");
+		config_free(broker_config);
+		return 0;
+	}
+	options_snapshot(broker_config);
+	if (verbose)
+		log_set_level(LOG_DEBUG);
+	/* MHD and the reaper start threads: they must inherit a mask with these blocked. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	init_boot_id();
+	raise_nofile();
+	if (channel_table_init() == -1 || reaper_start() == -1 || shard_start_all() == -1)
+		fatal("start-up failed");
+	log_info("ready: listening on %s", shard_listen_addr());
+	signal_loop(&set);
+	shutdown_broker();
+	config_free(broker_config);
+	return 0;
+}

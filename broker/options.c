@@ -1,0 +1,126 @@
+/*
+ * The broker's directive table (name, type, bounds, default, reloadable, help) and a
+ * lock-free snapshot of the integer values that threads read on hot paths. SIGHUP
+ * refreshes the snapshot; string directives are fixed for the life of the process.
+ */
+#include "broker.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+static const char *const auth_modes[] = { "none", NULL };
+static const char *const log_levels[] = LOG_LEVEL_NAMES;
+
+/* Accepts "host:port", "[v6]:port" or "*:port" with a numeric host; "" where allowed. */
+static int
+check_listen(const char *v, char *err, size_t errlen)
+{
+	char host[64];
+	const char *colon;
+	char *end;
+	long port;
+	unsigned char buf[16];
+
+	if (*v == '\0')
+		return 0;
+	colon = strrchr(v, ':');
+	if (colon == NULL || (size_t)(colon - v) >= sizeof host) {
+		snprintf(err, errlen, "'%s' is not host:port", v);
+		return -1;
+	}
+	memcpy(host, v, (size_t)(colon - v));
+	host[colon - v] = '\0';
+	port = strtol(colon + 1, &end, 10);
+	if (colon[1] == '\0' || *end != '\0' || port < 0 || port > 65535) {
+		snprintf(err, errlen, "'%s': bad port", v);
+		return -1;
+	}
+	if (strcmp(host, "*") == 0 || inet_pton(AF_INET, host, buf) == 1)
+		return 0;
+	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+		host[strlen(host) - 1] = '\0';
+		if (inet_pton(AF_INET6, host + 1, buf) == 1)
+			return 0;
+	}
+	snprintf(err, errlen, "'%s': host must be a numeric IPv4 address, [IPv6] or *", v);
+	return -1;
+}
+
+const struct config_directive broker_directives[OPT_COUNT] = {
+	[OPT_LISTEN] = { "listen", CONFIG_STRING, 1, 64, "127.0.0.1:8080", NULL, false,
+	    check_listen, "address:port for subscribers (and publishers unless publish_listen is set); port 0 picks a free one" },
+	[OPT_PUBLISH_LISTEN] = { "publish_listen", CONFIG_STRING, 0, 64, "", NULL, false,
+	    check_listen, "separate address:port for publishing and the operations endpoints; empty = same as listen" },
+	[OPT_AUTH] = { "auth", CONFIG_ENUM, 0, 0, "none", auth_modes, false, NULL,
+	    "subscriber authentication: none (the channel in the URL is trusted)" },
+	[OPT_THREADS] = { "threads", CONFIG_INT, 1, BROKER_MAX_SHARDS, "16", NULL, false, NULL,
+	    "subscriber event loops (libmicrohttpd daemons sharing the port with SO_REUSEPORT)" },
+	[OPT_PING_INTERVAL] = { "ping_interval", CONFIG_SECONDS, 0, 86400, "300", NULL, true, NULL,
+	    "seconds without an event before a ping event is sent; 0 = no pings" },
+	[OPT_PING_MIN] = { "ping_min", CONFIG_SECONDS, 1, 86400, "30", NULL, true, NULL,
+	    "lowest ping interval a client may ask for with ?ping=" },
+	[OPT_PING_MAX] = { "ping_max", CONFIG_SECONDS, 1, 86400, "900", NULL, true, NULL,
+	    "highest ping interval a client may ask for with ?ping=" },
+	[OPT_RECONNECT_MS] = { "reconnect_ms", CONFIG_INT, 0, 3600000, "5000", NULL, true, NULL,
+	    "reconnect delay sent as retry: (plus up to 50% random jitter)" },
+	[OPT_HISTORY_SIZE] = { "history_size", CONFIG_INT, 1, 100000, "100", NULL, true, NULL,
+	    "events kept per channel for replay; a subscriber further behind gets a reset" },
+	[OPT_HISTORY_TTL] = { "history_ttl", CONFIG_SECONDS, 1, 604800, "600", NULL, true, NULL,
+	    "seconds an event stays replayable (longer than a client's dead-connection timeout)" },
+	[OPT_MAX_CONNECTIONS] = { "max_connections", CONFIG_INT, 1, 1000000, "19000", NULL, true, NULL,
+	    "open subscriber streams per process; beyond it 503 with Retry-After" },
+	[OPT_MAX_SUBSCRIBERS_PER_CHANNEL] = { "max_subscribers_per_channel", CONFIG_INT, 1, 1000000,
+	    "100000", NULL, true, NULL, "subscribers on one channel; beyond it 429" },
+	[OPT_MAX_CHANNELS] = { "max_channels", CONFIG_INT, 1, 100000000, "1000000", NULL, true, NULL,
+	    "channels held in memory (with subscribers or history); beyond it 503" },
+	[OPT_MAX_MESSAGE_SIZE] = { "max_message_size", CONFIG_SIZE, 1, 16 * 1024 * 1024, "64k", NULL,
+	    true, NULL, "largest publish body, and largest batch request body divided by max_batch" },
+	[OPT_MAX_BATCH] = { "max_batch", CONFIG_INT, 1, 10000, "100", NULL, true, NULL,
+	    "events in one POST /publish batch" },
+	[OPT_CONNECTION_MEMORY] = { "connection_memory", CONFIG_SIZE, 2048, 1024 * 1024, "4k", NULL,
+	    false, NULL, "libmicrohttpd memory pool per subscriber connection (request headers and output buffer)" },
+	[OPT_REQUEST_TIMEOUT] = { "request_timeout", CONFIG_SECONDS, 0, 86400, "60", NULL, false, NULL,
+	    "seconds a connection may stay idle while not subscribed (slow request, stuck writer); 0 = none" },
+	[OPT_TCP_KEEPALIVE] = { "tcp_keepalive", CONFIG_BOOL, 0, 1, "off", NULL, true, NULL,
+	    "TCP keepalive probes on subscriber sockets (costs battery on phones; pings usually suffice)" },
+	[OPT_TCP_KEEPIDLE] = { "tcp_keepidle", CONFIG_SECONDS, 1, 32767, "300", NULL, true, NULL,
+	    "idle seconds before the first keepalive probe" },
+	[OPT_TCP_KEEPINTVL] = { "tcp_keepintvl", CONFIG_SECONDS, 1, 32767, "60", NULL, true, NULL,
+	    "seconds between keepalive probes" },
+	[OPT_TCP_KEEPCNT] = { "tcp_keepcnt", CONFIG_INT, 1, 127, "5", NULL, true, NULL,
+	    "unanswered probes before the connection is dropped" },
+	[OPT_LOG_LEVEL] = { "log_level", CONFIG_ENUM, 0, 0, "info", log_levels, true, NULL,
+	    "error, warn, info or debug" },
+};
+
+static atomic_llong opt_values[OPT_COUNT];
+
+/* Hot paths read integer directives without a lock; SIGHUP swaps values in here. */
+long long
+opt(enum opt o)
+{
+	return atomic_load_explicit(&opt_values[o], memory_order_relaxed);
+}
+
+/* Copies every integer value of c into the snapshot threads read. */
+void
+options_snapshot(const struct config *c)
+{
+	int i;
+
+	for (i = 0; i < OPT_COUNT; i++)
+		if (broker_directives[i].type != CONFIG_STRING)
+			atomic_store(&opt_values[i], config_int(c, i));
+	log_set_level((enum log_level)opt(OPT_LOG_LEVEL));
+}
+
+/* String directives are not reloadable, so the live config's copy is stable. */
+const char *
+opt_str(enum opt o)
+{
+	return config_str(broker_config, (int)o);
+}

@@ -1,0 +1,189 @@
+/*
+ * The libmicrohttpd daemons: `threads` subscriber daemons sharing the listen port
+ * through SO_REUSEPORT (each with its own epoll thread and its own, shorter, suspended
+ * list, which is what a resume walks), and an optional publish daemon on
+ * publish_listen. Owns starting, quiescing and stopping them.
+ */
+#include "broker.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define SHARD_BACKLOG 4096
+#define SHARD_PUBLISH_MEMORY (32 * 1024)	/* publishers send bigger headers and bodies */
+
+static struct MHD_Daemon *daemons[BROKER_MAX_SHARDS + 1];
+static int ndaemons;
+static char listen_addr[80], publish_addr[80];
+
+/* Routes libmicrohttpd's own messages into our log. */
+static void
+shard_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[512];
+	size_t n;
+
+	(void)cls;
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	n = strlen(msg);
+	while (n > 0 && msg[n - 1] == '\n')
+		msg[--n] = '\0';
+	log_debug("libmicrohttpd: %s", msg);
+}
+
+/* Parses a checked "host:port" into a socket address. */
+static void
+shard_parse_addr(const char *spec, struct sockaddr_storage *ss, bool *v6)
+{
+	char host[64];
+	const char *colon = strrchr(spec, ':');
+	unsigned port = (unsigned)atoi(colon + 1);
+	struct sockaddr_in *in = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof *ss);
+	snprintf(host, sizeof host, "%.*s", (int)(colon - spec), spec);
+	*v6 = host[0] == '[';
+	if (*v6) {
+		host[strlen(host) - 1] = '\0';
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16_t)port);
+		inet_pton(AF_INET6, host + 1, &in6->sin6_addr);
+	} else {
+		in->sin_family = AF_INET;
+		in->sin_port = htons((uint16_t)port);
+		if (strcmp(host, "*") == 0)
+			in->sin_addr.s_addr = htonl(INADDR_ANY);
+		else
+			inet_pton(AF_INET, host, &in->sin_addr);
+	}
+}
+
+/* Sets the port of an address (after the kernel picked one for port 0). */
+static void
+shard_set_port(struct sockaddr_storage *ss, uint16_t port)
+{
+	if (ss->ss_family == AF_INET6)
+		((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
+	else
+		((struct sockaddr_in *)ss)->sin_port = htons(port);
+}
+
+/* Formats host:port of an address for the ready line. */
+static void
+shard_format(const struct sockaddr_storage *ss, uint16_t port, char *buf, size_t len)
+{
+	char host[INET6_ADDRSTRLEN];
+
+	if (ss->ss_family == AF_INET6) {
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, host, sizeof host);
+		snprintf(buf, len, "[%s]:%u", host, port);
+	} else {
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, host, sizeof host);
+		snprintf(buf, len, "%s:%u", host, port);
+	}
+}
+
+/* Starts one daemon on addr; serves_publish selects the routes it answers. */
+static struct MHD_Daemon *
+shard_daemon(struct sockaddr_storage *ss, bool v6, bool serves_publish, size_t memory)
+{
+	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+	    MHD_USE_ITC | MHD_USE_TURBO | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
+	unsigned limit = (unsigned)opt(OPT_MAX_CONNECTIONS) + 64;
+
+	return MHD_start_daemon(flags, 0, NULL, NULL,
+	    http_access, serves_publish ? (void *)1 : NULL,
+	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)ss,
+	    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
+	    MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)SHARD_BACKLOG,
+	    MHD_OPTION_CONNECTION_LIMIT, limit,
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, memory,
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opt(OPT_REQUEST_TIMEOUT),
+	    MHD_OPTION_NOTIFY_COMPLETED, http_completed, NULL,
+	    MHD_OPTION_NOTIFY_CONNECTION, http_connection, NULL,
+	    MHD_OPTION_EXTERNAL_LOGGER, shard_mhd_log, NULL,
+	    MHD_OPTION_END);
+}
+
+/* Starts `threads` daemons on one port; the first one learns the port if it was 0. */
+static int
+shard_start_group(const char *spec, int count, bool serves_publish, size_t memory,
+    char *addr, size_t addrlen)
+{
+	struct sockaddr_storage ss;
+	const union MHD_DaemonInfo *di;
+	bool v6;
+	uint16_t port = 0;
+	int i;
+
+	shard_parse_addr(spec, &ss, &v6);
+	for (i = 0; i < count; i++) {
+		struct MHD_Daemon *d = shard_daemon(&ss, v6, serves_publish, memory);
+		if (d == NULL) {
+			log_error("cannot listen on %s: %s", spec, strerror(errno));
+			return -1;
+		}
+		daemons[ndaemons++] = d;
+		if (i == 0) {
+			di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+			port = di != NULL ? di->port : 0;
+			shard_set_port(&ss, port);
+		}
+	}
+	shard_format(&ss, port, addr, addrlen);
+	return 0;
+}
+
+/* Starts every daemon; logs "publish: listening on" for a separate publish daemon. */
+int
+shard_start_all(void)
+{
+	const char *pub = opt_str(OPT_PUBLISH_LISTEN);
+	bool separate = *pub != '\0';
+
+	if (separate) {
+		if (shard_start_group(pub, 1, true, SHARD_PUBLISH_MEMORY, publish_addr,
+		    sizeof publish_addr) == -1)
+			return -1;
+		log_info("publish: listening on %s", publish_addr);
+	}
+	return shard_start_group(opt_str(OPT_LISTEN), (int)opt(OPT_THREADS), !separate,
+	    (size_t)opt(OPT_CONNECTION_MEMORY), listen_addr, sizeof listen_addr);
+}
+
+/* The subscriber address with its real port, for the ready line. */
+const char *
+shard_listen_addr(void)
+{
+	return listen_addr;
+}
+
+/* Stops accepting on every daemon; open connections go on. */
+void
+shard_quiesce_all(void)
+{
+	int i;
+	MHD_socket fd;
+
+	for (i = 0; i < ndaemons; i++)
+		if ((fd = MHD_quiesce_daemon(daemons[i])) != MHD_INVALID_SOCKET)
+			close(fd);
+}
+
+/* Stops every daemon; the caller resumed and ended every stream first. */
+void
+shard_stop_all(void)
+{
+	while (ndaemons > 0)
+		MHD_stop_daemon(daemons[--ndaemons]);
+}

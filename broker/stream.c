@@ -1,0 +1,418 @@
+/*
+ * Subscriber streams: starting one from a GET /events request (query, replay cursor,
+ * preamble), the libmicrohttpd content reader that copies frames from the channel's
+ * history, suspending when there is nothing to send and being resumed by publishers,
+ * pings and the hang-up watcher, and tearing a stream down. Owns struct stream.
+ */
+#include "broker.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "log.h"
+#include "names.h"
+
+#define STREAM_BLOCK 256	/* response buffer hint; only HTTP/1.0 clients use it */
+
+/* Wakes a suspended stream so its reader runs again; called with ch->lock held. */
+void
+stream_wake(struct stream *s)
+{
+	if (s->suspended) {
+		s->suspended = false;
+		MHD_resume_connection(s->conn);
+	}
+}
+
+/* Queues a small frame (preamble, ping, reset) behind whatever small frame is pending. */
+static void
+stream_small(struct stream *s, const char *frame, size_t len)
+{
+	if (len == 0 || s->small_len + len > sizeof s->small)
+		return;
+	memcpy(s->small + s->small_len, frame, len);
+	s->small_len = (uint8_t)(s->small_len + len);
+}
+
+/* Queues "event: reset" and moves the cursor past everything retained. */
+static void
+stream_reset(struct stream *s, const char *reason)
+{
+	char id[BROKER_ID_MAX], frame[SSE_SMALL_FRAME];
+	struct history *h = &s->ch->history;
+
+	channel_format_id(id, sizeof id, h->last_seq);
+	stream_small(s, frame, sse_reset(frame, sizeof frame, id, reason));
+	s->cursor = h->next;
+	s->offset = 0;
+	atomic_fetch_add(&counters.resets, 1);
+}
+
+/*
+ * Places the cursor for a client that last saw last_id (NULL: live only). Returns NULL,
+ * or the reason for a reset. Called with ch->lock held.
+ */
+static const char *
+stream_position(struct stream *s, const char *last_id)
+{
+	struct history *h = &s->ch->history;
+	const char *dash;
+	char *end;
+	uint64_t seq, index;
+
+	s->cursor = h->next;
+	if (last_id == NULL || *last_id == '\0')
+		return NULL;
+	dash = strchr(last_id, '-');
+	if (dash == NULL || dash - last_id != BROKER_BOOT_HEX ||
+	    memcmp(last_id, broker_boot, BROKER_BOOT_HEX) != 0 ||
+	    dash[1] < '0' || dash[1] > '9')
+		return "unknown";
+	seq = strtoull(dash + 1, &end, 10);
+	if (*end != '\0' || seq > channel_last_seq())
+		return "unknown";
+	if (history_after(h, seq, &index) == -1)
+		return "expired";
+	s->cursor = index;
+	if (index < h->next)
+		atomic_fetch_add(&counters.replays, 1);
+	return NULL;
+}
+
+/* Copies what fits of the event at the cursor; returns bytes copied. */
+static size_t
+stream_copy_event(struct stream *s, struct event *ev, char *buf, size_t max)
+{
+	size_t k = ev->len - s->offset;
+
+	if (k > max)
+		k = max;
+	memcpy(buf, ev->frame + s->offset, k);
+	s->offset += k;
+	if (s->offset == ev->len) {
+		s->offset = 0;
+		s->cursor++;
+		s->sent = true;
+		atomic_fetch_add(&counters.delivered, 1);
+		if (s->cursor > s->live_index)
+			counters_observe_latency(clock_ns() - ev->published_ns);
+	}
+	return k;
+}
+
+/*
+ * Fills buf with pending frames: small frames first, then events from the history,
+ * then a due ping if nothing else was sent. Returns bytes, or -1 when the stream fell
+ * so far behind that the event it was halfway through is gone. Called with ch->lock.
+ */
+static ssize_t
+stream_fill(struct stream *s, char *buf, size_t max)
+{
+	struct history *h = &s->ch->history;
+	struct event *ev;
+	size_t n = 0, k;
+	char frame[SSE_SMALL_FRAME];
+
+	while (n < max) {
+		if (s->small_off < s->small_len) {
+			k = s->small_len - s->small_off;
+			k = k > max - n ? max - n : k;
+			memcpy(buf + n, s->small + s->small_off, k);
+			n += k;
+			s->small_off = (uint8_t)(s->small_off + k);
+			if (s->small_off == s->small_len)
+				s->small_off = s->small_len = 0;
+			continue;
+		}
+		if ((ev = history_get(h, s->cursor)) != NULL) {
+			if (s->offset == 0 && !channel_matches(s, ev))
+				s->cursor++;
+			else
+				n += stream_copy_event(s, ev, buf + n, max - n);
+			continue;
+		}
+		if (s->cursor < h->first) {
+			/* Slow subscriber: its unsent events were evicted. */
+			if (s->offset > 0)
+				return -1;
+			atomic_fetch_add(&counters.lagged, 1);
+			stream_reset(s, "lagged");
+			s->sent = true;
+			continue;
+		}
+		if (s->ping_due && n == 0) {
+			stream_small(s, frame, sse_ping(frame, sizeof frame, s->ping));
+			atomic_fetch_add(&counters.pings, 1);
+			s->sent = true;
+			s->ping_due = false;
+			continue;
+		}
+		break;
+	}
+	return (ssize_t)n;
+}
+
+/*
+ * The content reader: never returns 0 without suspending the connection (MHD would
+ * spin); publishers, the ping wheel and the hang-up watcher resume it.
+ */
+static ssize_t
+stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct stream *s = cls;
+	ssize_t n;
+
+	(void)pos;
+	pthread_mutex_lock(&s->ch->lock);
+	if (s->closing)
+		n = MHD_CONTENT_READER_END_WITH_ERROR;
+	else if ((n = stream_fill(s, buf, max)) == -1)
+		n = MHD_CONTENT_READER_END_WITH_ERROR;
+	else if (n > 0) {
+		s->last_send = clock_sec();
+		s->ping_due = false;
+	} else if ((s->longpoll && s->sent) || atomic_load(&broker_terminating))
+		n = MHD_CONTENT_READER_END_OF_STREAM;
+	else {
+		s->suspended = true;
+		MHD_suspend_connection(s->conn);
+	}
+	pthread_mutex_unlock(&s->ch->lock);
+	return n;
+}
+
+/* Applies the keepalive directives to a subscriber socket. */
+static void
+stream_keepalive(int fd)
+{
+	int on = 1, idle, intvl, cnt;
+
+	if (fd < 0 || !opt(OPT_TCP_KEEPALIVE))
+		return;
+	idle = (int)opt(OPT_TCP_KEEPIDLE);
+	intvl = (int)opt(OPT_TCP_KEEPINTVL);
+	cnt = (int)opt(OPT_TCP_KEEPCNT);
+	if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) == -1 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle) == -1 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl) == -1 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt) == -1)
+		log_debug("tcp keepalive: %s", strerror(errno));
+}
+
+/* Reads ?ping= (clamped to [ping_min, ping_max]; 0 = none) into s->ping; -1 if bad. */
+static int
+stream_ping_arg(struct stream *s, const char *v)
+{
+	char *end;
+	unsigned long n;
+
+	s->ping = (unsigned)opt(OPT_PING_INTERVAL);
+	if (v == NULL)
+		return 0;
+	n = strtoul(v, &end, 10);
+	if (*v < '0' || *v > '9' || *end != '\0' || n > 86400)
+		return -1;
+	if (n > 0 && n < (unsigned long)opt(OPT_PING_MIN))
+		n = (unsigned long)opt(OPT_PING_MIN);
+	if (n > (unsigned long)opt(OPT_PING_MAX))
+		n = (unsigned long)opt(OPT_PING_MAX);
+	s->ping = (unsigned)n;
+	return 0;
+}
+
+/* Reads the query and headers into s; returns NULL or the 400 reason. */
+static const char *
+stream_parse_request(struct stream *s, struct MHD_Connection *conn)
+{
+	const char *session = http_arg(conn, "session");
+	const char *origin = http_arg(conn, "origin");
+	const char *closeafter = http_arg(conn, "closeafter");
+	const char *lp = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Long-Poll");
+
+	if (session != NULL && !names_id_valid(session, strlen(session)))
+		return "invalid session";
+	if (origin != NULL && !names_origin_list_valid(origin, strlen(origin)))
+		return "invalid origin list";
+	if (stream_ping_arg(s, http_arg(conn, "ping")) == -1)
+		return "invalid ping: seconds expected";
+	if (closeafter != NULL && strcmp(closeafter, "event") != 0 &&
+	    strcmp(closeafter, "state") != 0 && strcmp(closeafter, "no") != 0)
+		return "invalid closeafter: event, state or no expected";
+	s->longpoll = (lp != NULL && strcasecmp(lp, "yes") == 0) ||
+	    (closeafter != NULL && strcmp(closeafter, "no") != 0);
+	if ((session != NULL && (s->session = strdup(session)) == NULL) ||
+	    (origin != NULL && (s->origins = strdup(origin)) == NULL))
+		return "out of memory";
+	return NULL;
+}
+
+/* Frees a stream once nothing can reach it any more (called by the reaper). */
+void
+stream_free(struct stream *s)
+{
+	if (s == NULL)
+		return;
+	if (s->ch != NULL)
+		channel_put(s->ch);
+	free(s->session);
+	free(s->origins);
+	free(s);
+}
+
+/*
+ * Links s into its channel, placing the cursor and queueing the preamble and any reset,
+ * all under the lock publishers take, so no event falls between replay and live.
+ * Returns 0, or -1 if the channel is full.
+ */
+static int
+stream_attach(struct stream *s, const char *last_id)
+{
+	struct channel *ch = s->ch;
+	const char *reason;
+	char frame[SSE_SMALL_FRAME];
+	unsigned retry = (unsigned)opt(OPT_RECONNECT_MS);
+
+	pthread_mutex_lock(&ch->lock);
+	if (ch->nsubs >= (unsigned)opt(OPT_MAX_SUBSCRIBERS_PER_CHANNEL)) {
+		pthread_mutex_unlock(&ch->lock);
+		return -1;
+	}
+	history_expire(&ch->history, clock_ns() - (int64_t)opt(OPT_HISTORY_TTL) * 1000000000);
+	if (!s->longpoll) {
+		retry += (unsigned)(random() % (retry / 2 + 1));
+		stream_small(s, frame, sse_preamble(frame, sizeof frame, retry));
+	}
+	reason = stream_position(s, last_id);
+	if (reason != NULL)
+		stream_reset(s, reason);
+	s->live_index = ch->history.next;
+	s->next = ch->subs;
+	if (ch->subs != NULL)
+		ch->subs->prev = s;
+	ch->subs = s;
+	ch->nsubs++;
+	s->attached = true;
+	pthread_mutex_unlock(&ch->lock);
+	return 0;
+}
+
+/* Sends the stream's headers and hands the connection to the content reader. */
+static enum MHD_Result
+stream_respond(struct stream *s)
+{
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+
+	r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK, stream_read, s, NULL);
+	if (r == NULL)
+		return MHD_NO;
+	MHD_add_response_header(r, "Content-Type", "text/event-stream; charset=utf-8");
+	MHD_add_response_header(r, "Cache-Control", "no-cache");
+	MHD_add_response_header(r, "X-Accel-Buffering", "no");
+	ret = MHD_queue_response(s->conn, MHD_HTTP_OK, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+/*
+ * Handles GET /events/<channel>: validates the request, applies the limits and starts
+ * the stream. On success the stream becomes the request's req_cls (via *out).
+ */
+enum MHD_Result
+stream_start(struct MHD_Connection *conn, const char *name, size_t len, void **out)
+{
+	const union MHD_ConnectionInfo *ci;
+	const char *last_id, *why;
+	struct stream *s;
+
+	if (!names_channel_valid(name, len))
+		return http_error(conn, MHD_HTTP_BAD_REQUEST, "invalid channel name");
+	if ((s = calloc(1, sizeof *s)) == NULL)
+		return MHD_NO;
+	s->kind = REQ_STREAM;
+	s->conn = conn;
+	s->wslot = -1;
+	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	s->fd = ci != NULL ? ci->connect_fd : -1;
+	if ((why = stream_parse_request(s, conn)) != NULL) {
+		stream_free(s);
+		return http_error(conn, MHD_HTTP_BAD_REQUEST, why);
+	}
+	if (atomic_fetch_add(&counters.streams, 1) >= (unsigned long long)opt(OPT_MAX_CONNECTIONS)) {
+		atomic_fetch_sub(&counters.streams, 1);
+		stream_free(s);
+		return http_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "too many connections");
+	}
+	if ((s->ch = channel_get(name, len, true)) == NULL) {
+		atomic_fetch_sub(&counters.streams, 1);
+		stream_free(s);
+		return http_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "too many channels");
+	}
+	last_id = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Last-Event-ID");
+	if (last_id == NULL)
+		last_id = http_arg(conn, "last_event_id");
+	if (stream_attach(s, last_id) == -1) {
+		atomic_fetch_sub(&counters.streams, 1);
+		stream_free(s);
+		return http_error(conn, MHD_HTTP_TOO_MANY_REQUESTS, "too many subscribers on this channel");
+	}
+	s->last_send = clock_sec();
+	stream_keepalive(s->fd);
+	reaper_watch(s);
+	*out = s;
+	return stream_respond(s);
+}
+
+/*
+ * Ends a stream's life after MHD completed its request: unlinks it from its channel
+ * and the reaper, then hands it to the reaper to free once no watcher event can
+ * still name it. Called from MHD's request-completed callback, never from the reader.
+ */
+void
+stream_completed(struct stream *s)
+{
+	struct channel *ch = s->ch;
+
+	pthread_mutex_lock(&ch->lock);
+	if (s->attached) {
+		if (s->prev != NULL)
+			s->prev->next = s->next;
+		else
+			ch->subs = s->next;
+		if (s->next != NULL)
+			s->next->prev = s->prev;
+		ch->nsubs--;
+		s->attached = false;
+	}
+	s->dead = true;
+	pthread_mutex_unlock(&ch->lock);
+	atomic_fetch_sub(&counters.streams, 1);
+	reaper_forget(s);
+	reaper_bury(s);
+}
+
+/* Marks every stream of one channel to end cleanly and wakes it (SIGTERM). */
+static void
+stream_end_channel(struct channel *ch, void *arg)
+{
+	struct stream *s;
+
+	(void)arg;
+	pthread_mutex_lock(&ch->lock);
+	for (s = ch->subs; s != NULL; s = s->next)
+		stream_wake(s);
+	pthread_mutex_unlock(&ch->lock);
+}
+
+/* Resumes every suspended stream so each reader ends its response; broker_terminating is set. */
+void
+stream_end_all(void)
+{
+	channel_each(stream_end_channel, NULL);
+}

@@ -1,0 +1,11 @@
+/* Strict UTF-8 validation of payloads (RFC 3629). Leaf module: libc only. */
+#ifndef SSEPUSH_UTF8_H
+#define SSEPUSH_UTF8_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* True when s[0..len) is well-formed UTF-8: no overlongs, surrogates or code points above U+10FFFF. */
+bool utf8_valid(const char *s, size_t len);
+
+#endif
