@@ -24,7 +24,6 @@
 #define BROKER_STOP_GRACE_MS 3000	/* wait for streams to end on SIGTERM */
 #define BROKER_SWEEP_SECONDS 5		/* how often idle channels are swept */
 #define BROKER_WHEEL_SLOTS 1024		/* ping wheel: one slot per second */
-#define BROKER_SMALL_FRAME 160		/* per-subscriber buffer: preamble plus a reset */
 #define BROKER_MAX_SHARDS 64
 
 /* Directive indexes into the broker's table (options.c). */
@@ -74,8 +73,11 @@ struct stream {
 	char *origins;			/* owned comma list, or NULL */
 	/* flags, under ch->lock */
 	bool suspended, closing, longpoll, ping_due, sent, dead, attached;
-	uint8_t small_len, small_off;
-	char small[BROKER_SMALL_FRAME];	/* preamble, ping or reset being sent */
+	uint8_t small;			/* STREAM_SMALL_* frames still to send, under ch->lock */
+	uint8_t small_off;		/* bytes of the first of them already sent */
+	uint8_t reset_reason;		/* index into the reset reasons */
+	uint32_t retry_ms;		/* for the preamble */
+	uint64_t reset_seq;		/* id the pending reset carries */
 };
 
 /* Broker-wide counters for /metrics and /stats. */

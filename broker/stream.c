@@ -18,7 +18,9 @@
 #include "log.h"
 #include "names.h"
 
-#define STREAM_BLOCK 256	/* response buffer hint; only HTTP/1.0 clients use it */
+/* Each response owns a buffer this big, used only for HTTP/1.0 clients (HTTP/1.1
+ * chunked output goes through the connection's pool): keep it small. */
+#define STREAM_BLOCK 64
 
 /* Wakes a suspended stream so its reader runs again; called with ch->lock held. */
 void
@@ -30,35 +32,72 @@ stream_wake(struct stream *s)
 	}
 }
 
-/* Queues a small frame (preamble, ping, reset) behind whatever small frame is pending. */
-static void
-stream_small(struct stream *s, const char *frame, size_t len)
+/*
+ * Small frames are rendered when sent, from a few bytes of state, instead of being
+ * kept in a per-stream buffer: every byte of struct stream is paid per subscriber.
+ */
+enum { STREAM_SMALL_PREAMBLE = 1, STREAM_SMALL_RESET = 2, STREAM_SMALL_PING = 4 };
+enum { STREAM_RESET_UNKNOWN, STREAM_RESET_EXPIRED, STREAM_RESET_LAGGED };
+static const char *const stream_reset_reasons[] = { "unknown", "expired", "lagged" };
+
+/* Renders the first pending small frame into out; returns its length and its flag. */
+static size_t
+stream_small_render(const struct stream *s, char *out, size_t len, uint8_t *flag)
 {
-	if (len == 0 || s->small_len + len > sizeof s->small)
-		return;
-	memcpy(s->small + s->small_len, frame, len);
-	s->small_len = (uint8_t)(s->small_len + len);
+	char id[BROKER_ID_MAX];
+
+	if (s->small & STREAM_SMALL_PREAMBLE) {
+		*flag = STREAM_SMALL_PREAMBLE;
+		return sse_preamble(out, len, s->retry_ms);
+	}
+	if (s->small & STREAM_SMALL_RESET) {
+		*flag = STREAM_SMALL_RESET;
+		channel_format_id(id, sizeof id, s->reset_seq);
+		return sse_reset(out, len, id, stream_reset_reasons[s->reset_reason]);
+	}
+	*flag = STREAM_SMALL_PING;
+	return sse_ping(out, len, s->ping);
+}
+
+/* Copies what fits of the pending small frames; returns bytes copied. */
+static size_t
+stream_copy_small(struct stream *s, char *buf, size_t max)
+{
+	char frame[SSE_SMALL_FRAME];
+	uint8_t flag;
+	size_t len = stream_small_render(s, frame, sizeof frame, &flag), k;
+
+	k = len - s->small_off;
+	if (k > max)
+		k = max;
+	memcpy(buf, frame + s->small_off, k);
+	s->small_off = (uint8_t)(s->small_off + k);
+	if (s->small_off >= len) {
+		s->small &= (uint8_t)~flag;
+		s->small_off = 0;
+	}
+	return k;
 }
 
 /* Queues "event: reset" and moves the cursor past everything retained. */
 static void
-stream_reset(struct stream *s, const char *reason)
+stream_reset(struct stream *s, int reason)
 {
-	char id[BROKER_ID_MAX], frame[SSE_SMALL_FRAME];
 	struct history *h = &s->ch->history;
 
-	channel_format_id(id, sizeof id, h->last_seq);
-	stream_small(s, frame, sse_reset(frame, sizeof frame, id, reason));
+	s->small |= STREAM_SMALL_RESET;
+	s->reset_reason = (uint8_t)reason;
+	s->reset_seq = h->last_seq;
 	s->cursor = h->next;
 	s->offset = 0;
 	atomic_fetch_add(&counters.resets, 1);
 }
 
 /*
- * Places the cursor for a client that last saw last_id (NULL: live only). Returns NULL,
+ * Places the cursor for a client that last saw last_id (NULL: live only). Returns -1,
  * or the reason for a reset. Called with ch->lock held.
  */
-static const char *
+static int
 stream_position(struct stream *s, const char *last_id)
 {
 	struct history *h = &s->ch->history;
@@ -68,21 +107,21 @@ stream_position(struct stream *s, const char *last_id)
 
 	s->cursor = h->next;
 	if (last_id == NULL || *last_id == '\0')
-		return NULL;
+		return -1;
 	dash = strchr(last_id, '-');
 	if (dash == NULL || dash - last_id != BROKER_BOOT_HEX ||
 	    memcmp(last_id, broker_boot, BROKER_BOOT_HEX) != 0 ||
 	    dash[1] < '0' || dash[1] > '9')
-		return "unknown";
+		return STREAM_RESET_UNKNOWN;
 	seq = strtoull(dash + 1, &end, 10);
 	if (*end != '\0' || seq > channel_last_seq())
-		return "unknown";
+		return STREAM_RESET_UNKNOWN;
 	if (history_after(h, seq, &index) == -1)
-		return "expired";
+		return STREAM_RESET_EXPIRED;
 	s->cursor = index;
 	if (index < h->next)
 		atomic_fetch_add(&counters.replays, 1);
-	return NULL;
+	return -1;
 }
 
 /* Copies what fits of the event at the cursor; returns bytes copied. */
@@ -116,18 +155,11 @@ stream_fill(struct stream *s, char *buf, size_t max)
 {
 	struct history *h = &s->ch->history;
 	struct event *ev;
-	size_t n = 0, k;
-	char frame[SSE_SMALL_FRAME];
+	size_t n = 0;
 
 	while (n < max) {
-		if (s->small_off < s->small_len) {
-			k = s->small_len - s->small_off;
-			k = k > max - n ? max - n : k;
-			memcpy(buf + n, s->small + s->small_off, k);
-			n += k;
-			s->small_off = (uint8_t)(s->small_off + k);
-			if (s->small_off == s->small_len)
-				s->small_off = s->small_len = 0;
+		if (s->small != 0) {
+			n += stream_copy_small(s, buf + n, max - n);
 			continue;
 		}
 		if ((ev = history_get(h, s->cursor)) != NULL) {
@@ -142,12 +174,12 @@ stream_fill(struct stream *s, char *buf, size_t max)
 			if (s->offset > 0)
 				return -1;
 			atomic_fetch_add(&counters.lagged, 1);
-			stream_reset(s, "lagged");
+			stream_reset(s, STREAM_RESET_LAGGED);
 			s->sent = true;
 			continue;
 		}
 		if (s->ping_due && n == 0) {
-			stream_small(s, frame, sse_ping(frame, sizeof frame, s->ping));
+			s->small |= STREAM_SMALL_PING;
 			atomic_fetch_add(&counters.pings, 1);
 			s->sent = true;
 			s->ping_due = false;
@@ -274,8 +306,7 @@ static int
 stream_attach(struct stream *s, const char *last_id)
 {
 	struct channel *ch = s->ch;
-	const char *reason;
-	char frame[SSE_SMALL_FRAME];
+	int reason;
 	unsigned retry = (unsigned)opt(OPT_RECONNECT_MS);
 
 	pthread_mutex_lock(&ch->lock);
@@ -286,10 +317,11 @@ stream_attach(struct stream *s, const char *last_id)
 	history_expire(&ch->history, clock_ns() - (int64_t)opt(OPT_HISTORY_TTL) * 1000000000);
 	if (!s->longpoll) {
 		retry += (unsigned)(random() % (retry / 2 + 1));
-		stream_small(s, frame, sse_preamble(frame, sizeof frame, retry));
+		s->retry_ms = retry;
+		s->small |= STREAM_SMALL_PREAMBLE;
 	}
 	reason = stream_position(s, last_id);
-	if (reason != NULL)
+	if (reason >= 0)
 		stream_reset(s, reason);
 	s->live_index = ch->history.next;
 	s->next = ch->subs;
