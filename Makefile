@@ -79,6 +79,7 @@ functional: all
 
 test: test-deps
 	@$(MAKE) --no-print-directory all unit
+	tests/packaging.sh $(BUILD)/ssepush-broker
 	@$(MAKE) --no-print-directory functional
 
 install: all

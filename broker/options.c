@@ -78,7 +78,7 @@ const struct config_directive broker_directives[OPT_COUNT] = {
 	[OPT_MAX_CHANNELS] = { "max_channels", CONFIG_INT, 1, 100000000, "1000000", NULL, true, NULL,
 	    "channels held in memory (with subscribers or history); beyond it 503" },
 	[OPT_MAX_MESSAGE_SIZE] = { "max_message_size", CONFIG_SIZE, 1, 16 * 1024 * 1024, "64k", NULL,
-	    true, NULL, "largest publish body, and largest batch request body divided by max_batch" },
+	    true, NULL, "largest event payload; a batch body may be max_batch times this (64 MiB at most)" },
 	[OPT_MAX_BATCH] = { "max_batch", CONFIG_INT, 1, 10000, "100", NULL, true, NULL,
 	    "events in one POST /publish batch" },
 	[OPT_CONNECTION_MEMORY] = { "connection_memory", CONFIG_SIZE, 2048, 1024 * 1024, "4k", NULL,
