@@ -1,0 +1,175 @@
+// Subscribe: stream headers, preamble, framing of payloads and event types, channel
+// names (percent-encoding, length), live-only delivery without a last event id.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  startBroker, killAll, subscribe, subscribeReady, publishOk, waitPreamble, waitSubscribers, openStream,
+} from './lib.mjs';
+
+let b;
+before(async () => { b = await startBroker(['--reconnect_ms', '2000']); });
+after(async () => { try { if (b) await b.stop(); } finally { killAll(); } });
+
+test('stream response headers and preamble', async () => {
+  const s = await subscribe(b, '/events/hdr');
+  try {
+    assert.equal(s.headers['content-type'], 'text/event-stream; charset=utf-8');
+    assert.match(s.headers['cache-control'] || '', /(^|,\s*)no-cache(\s*,|$)/);
+    assert.equal(s.headers['x-accel-buffering'], 'no');
+    // The preamble is flushed at once, before any event exists.
+    await waitPreamble(s);
+    const m = /^retry: (\d+)\n: ssepush\n\n/.exec(s.raw());
+    assert.ok(m, `stream does not start with "retry: N\\n: ssepush\\n\\n": ${JSON.stringify(s.raw())}`);
+    const retry = Number(m[1]);
+    // reconnect_ms 2000 plus 0-50% jitter.
+    assert.ok(retry >= 2000 && retry <= 3000, `retry ${retry} not within [2000, 3000]`);
+    assert.equal(s.events().length, 0);
+  } finally { s.close(); }
+});
+
+test('retry jitter is drawn per stream (not one constant for everyone)', async () => {
+  const seen = new Set();
+  for (let i = 0; i < 12 && seen.size < 2; i++) {
+    const s = await subscribe(b, '/events/jitter');
+    await waitPreamble(s);
+    seen.add(s.frames[0].retry);
+    s.close();
+  }
+  assert.ok(seen.size >= 2, `12 streams all got the same retry value ${[...seen]}`);
+});
+
+test('default message type has no event line; typed events have one', async () => {
+  const s = await subscribeReady(b, 'frm');
+  try {
+    const p1 = await publishOk(b, 'frm', '{"a":1}');
+    const p2 = await publishOk(b, 'frm', 'x', { query: { event: 'change' } });
+    const p3 = await publishOk(b, 'frm', 'y', { headers: { 'X-Event': 'mail.new_1-x' } });
+    const ev = await s.waitEvents(3);
+    assert.deepEqual(ev.map((f) => [f.id, f.event, f.data]), [
+      [p1.id, undefined, '{"a":1}'],
+      [p2.id, 'change', 'x'],
+      [p3.id, 'mail.new_1-x', 'y'],
+    ]);
+    assert.ok(s.raw().includes(`\n\nid: ${p1.id}\ndata: {"a":1}\n\n`), `raw framing of a message event: ${JSON.stringify(s.raw())}`);
+    assert.ok(s.raw().includes(`\n\nid: ${p2.id}\nevent: change\ndata: x\n\n`), `raw framing of a typed event: ${JSON.stringify(s.raw())}`);
+  } finally { s.close(); }
+});
+
+test('a payload is split on CRLF, LF and lone CR into several data lines', async () => {
+  const s = await subscribeReady(b, 'lines');
+  try {
+    const p = await publishOk(b, 'lines', 'one\r\ntwo\nthree\rfour');
+    const [e] = await s.waitEvents(1);
+    assert.equal(e.id, p.id);
+    assert.deepEqual(e.dataLines, ['one', 'two', 'three', 'four']);
+    assert.ok(s.raw().includes(`id: ${p.id}\ndata: one\ndata: two\ndata: three\ndata: four\n\n`),
+      `raw framing: ${JSON.stringify(s.raw())}`);
+    // No CR may survive in the stream body: it would end a line for the client.
+    assert.ok(!s.raw().includes('\r'), 'a CR reached the stream');
+  } finally { s.close(); }
+});
+
+test('UTF-8 payloads arrive intact', async () => {
+  const s = await subscribeReady(b, 'utf8');
+  try {
+    const text = '{"subject":"Grüße ✓ 𝄞 日本"}';
+    await publishOk(b, 'utf8', text);
+    const [e] = await s.waitEvents(1);
+    assert.equal(e.data, text);
+  } finally { s.close(); }
+});
+
+test('percent-encoded channel alice%40example.com is the channel alice@example.com', async () => {
+  const s = await subscribe(b, '/events/alice%40example.com');
+  try {
+    await waitSubscribers(b, 'alice%40example.com', 1);
+    const p1 = await publishOk(b, 'alice%40example.com', 'encoded');
+    assert.equal(p1.channel, 'alice@example.com');
+    assert.equal(p1.subscribers, 1);
+    const p2 = await publishOk(b, 'alice@example.com', 'literal');
+    assert.equal(p2.channel, 'alice@example.com');
+    assert.equal(p2.subscribers, 1);
+    const ev = await s.waitEvents(2);
+    assert.deepEqual(ev.map((f) => f.data), ['encoded', 'literal']);
+  } finally { s.close(); }
+});
+
+test('all allowed channel characters and a 200-byte channel are accepted', async () => {
+  const ch = 'Az09._~@+=-';
+  const s1 = await subscribe(b, `/events/${encodeURIComponent(ch)}`);
+  const long = 'c'.repeat(200);
+  const s2 = await subscribe(b, `/events/${long}`);
+  try {
+    await waitSubscribers(b, long, 1);
+    const p = await publishOk(b, long, 'long');
+    assert.equal(p.subscribers, 1);
+    const [e] = await s2.waitEvents(1);
+    assert.equal(e.data, 'long');
+    const p2 = await publishOk(b, encodeURIComponent(ch), 'chars');
+    assert.equal(p2.channel, ch);
+    const [e2] = await s1.waitEvents(1);
+    assert.equal(e2.data, 'chars');
+  } finally { s1.close(); s2.close(); }
+});
+
+test('without a last event id a subscriber gets live events only', async () => {
+  await publishOk(b, 'live', 'before');
+  const s = await subscribeReady(b, 'live');
+  try {
+    await waitPreamble(s);
+    const p = await publishOk(b, 'live', 'after');
+    const ev = await s.waitEvents(1);
+    assert.equal(ev[0].data, 'after', 'an event from before the subscription was sent');
+    assert.equal(ev[0].id, p.id);
+  } finally { s.close(); }
+});
+
+test('events go to their own channel only, and to every subscriber of it', async () => {
+  const a1 = await subscribeReady(b, 'chan-a');
+  const a2 = await subscribeReady(b, 'chan-a', '', 2);
+  const other = await subscribeReady(b, 'chan-b');
+  try {
+    const p = await publishOk(b, 'chan-a', 'for a');
+    assert.equal(p.subscribers, 2);
+    await a1.waitEvents(1);
+    await a2.waitEvents(1);
+    const q = await publishOk(b, 'chan-b', 'for b');
+    assert.equal(q.subscribers, 1);
+    const [e] = await other.waitEvents(1);
+    assert.equal(e.data, 'for b', 'the other channel received an event of chan-a');
+    assert.equal(a1.events().length, 1);
+    assert.equal(a2.events().length, 1);
+  } finally { a1.close(); a2.close(); other.close(); }
+});
+
+test('event ids look like <12 hex>-<seq> and their seq grows', async () => {
+  const s = await openStream(b.port, '/events/seq');
+  try {
+    await waitSubscribers(b, 'seq', 1);
+    const ids = [];
+    for (let i = 0; i < 5; i++) ids.push((await publishOk(b, 'seq', `n${i}`)).id);
+    const ev = await s.waitEvents(5);
+    assert.deepEqual(ev.map((f) => f.id), ids);
+    for (const id of ids) assert.match(id, /^[0-9a-f]{12}-\d+$/);
+    const seqs = ids.map((id) => Number(id.split('-')[1]));
+    for (let i = 1; i < seqs.length; i++) assert.ok(seqs[i] > seqs[i - 1], `ids do not increase: ${ids}`);
+  } finally { s.close(); }
+});
+
+test('with several threads (daemons) one publish reaches subscribers on all of them', async () => {
+  const c = await startBroker(['--threads', '4']);
+  const streams = [];
+  try {
+    for (let i = 0; i < 24; i++) streams.push(await subscribe(c, '/events/spread'));
+    await waitSubscribers(c, 'spread', 24);
+    const p = await publishOk(c, 'spread', 'to all');
+    assert.equal(p.subscribers, 24);
+    for (const s of streams) {
+      const [e] = await s.waitEvents(1);
+      assert.deepEqual([e.id, e.data], [p.id, 'to all']);
+    }
+  } finally {
+    for (const s of streams) s.close();
+    await c.stop();
+  }
+});
