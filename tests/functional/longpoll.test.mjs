@@ -123,3 +123,26 @@ test('closeafter=no is a normal stream that stays open after events', async () =
     assert.equal((await waitSubscribers(b, ch, 1)).subscribers, 1);
   } finally { s.close(); }
 });
+
+test('long-poll with an unknown last id: the reset is sent and the response ends', async () => {
+  const ch = 'lp-reset';
+  const p = await publishOk(b, ch, 'x');
+  const s = await openStream(b.port, `/events/${ch}?closeafter=event`, { headers: { 'Last-Event-ID': '000000000000-99999999' } });
+  const end = await s.waitEnd();
+  assert.ok(end.clean, s.describe());
+  const ev = s.events();
+  assert.equal(ev.length, 1, s.describe());
+  assert.equal(ev[0].event, 'reset');
+  assert.equal(ev[0].id, p.id);
+  assert.equal(JSON.parse(ev[0].data).reason, 'unknown');
+});
+
+test('long-poll with last_event_id in the query (first request of a page)', async () => {
+  const ch = 'lp-query-id';
+  const p1 = await publishOk(b, ch, 'one');
+  const p2 = await publishOk(b, ch, 'two');
+  const s = await openStream(b.port, `/events/${ch}?closeafter=event&last_event_id=${encodeURIComponent(p1.id)}`);
+  const end = await s.waitEnd();
+  assert.ok(end.clean, s.describe());
+  assert.deepEqual(s.events().map((e) => [e.id, e.data]), [[p2.id, 'two']]);
+});

@@ -112,3 +112,16 @@ test('a ping goes to an idle subscriber even while other subscribers get events'
     assert.equal(busy.pings().length, 0, busy.describe());
   } finally { busy.close(); idle.close(); }
 });
+
+test('pings are not sent sooner than the interval (allowing one 1 s timer slot)', { timeout: 30000 }, async () => {
+  const s = await subscribe(b, '/events/pgspacing?ping=2');
+  try {
+    await s.waitFor((x) => x.frames.length >= 1, 5000, 'the preamble');
+    const t0 = s.frames[0].at;
+    await s.waitPings(3, 15000);
+    const times = [t0, ...s.pings().map((p) => p.at)];
+    for (let i = 1; i < times.length; i++) {
+      assert.ok(times[i] - times[i - 1] >= 900, `ping ${i} came ${times[i] - times[i - 1]} ms after the previous frame with interval 2 s`);
+    }
+  } finally { s.close(); }
+});

@@ -277,7 +277,13 @@ test('a subscriber that falls behind the history gets reset "lagged", never a si
     let lastId = null;
     for (let i = 0; i < 300; i++) lastId = (await publishOk(b, ch, `${i} ${payload}`)).id;
     s.socket.resume();
-    await s.waitFor((x) => x.closed || x.frames.some((f) => f.id === lastId), 20000, `the last id ${lastId} or the end`);
+    try {
+      await s.waitFor((x) => x.closed || x.frames.some((f) => f.id === lastId), 20000, `the last id ${lastId} or the end`);
+    } catch (e) {
+      const st = await http(b.publishPort, `/stats/${ch}`);
+      e.message = `the lagging stream neither caught up nor was closed (broker /stats/${ch}: ${st.body}): ${e.message}`;
+      throw e;
+    }
     const frames = s.frames.filter((f) => f.id !== undefined).map((f) => ({ id: f.id, event: f.event, data: f.data, conn: 1 }));
     let second = null;
     if (!frames.some((f) => f.id === lastId)) {
