@@ -67,6 +67,7 @@ struct stream {
 	uint64_t cursor;		/* channel index of the next event to consider */
 	uint64_t live_index;		/* first index published after the stream began */
 	size_t offset;			/* bytes of the event at cursor already sent */
+	struct event *partial;		/* that event, referenced while offset > 0 */
 	uint32_t last_send;		/* monotonic second something was last sent */
 	unsigned ping;			/* seconds, 0 = no pings */
 	char *session;			/* owned, or NULL */
@@ -155,6 +156,7 @@ void http_connection(void *cls, struct MHD_Connection *conn, void **socket_cls,
 enum MHD_Result http_error(struct MHD_Connection *conn, unsigned status, const char *msg);
 enum MHD_Result http_json(struct MHD_Connection *conn, unsigned status, const char *body);
 const char *http_arg(struct MHD_Connection *conn, const char *name);
+size_t http_unescape(void *cls, struct MHD_Connection *conn, char *s);
 
 /* publish.c */
 enum MHD_Result publish_handle(struct MHD_Connection *conn, const char *url,

@@ -217,6 +217,7 @@ event_new(const struct publish_req *req, uint64_t seq)
 		extra += strlen(req->origin) + 1;
 	if ((ev = malloc(sizeof *ev + flen + extra)) == NULL)
 		return NULL;
+	atomic_init(&ev->refs, 1);
 	ev->seq = seq;
 	ev->published_ns = clock_ns();
 	ev->len = sse_frame(ev->frame, id, req->type, req->data, req->len);

@@ -9,6 +9,22 @@
 
 #define HISTORY_MIN_CAP 4
 
+/* A stream halfway through an event keeps it alive after eviction. */
+struct event *
+event_ref(struct event *ev)
+{
+	atomic_fetch_add_explicit(&ev->refs, 1, memory_order_relaxed);
+	return ev;
+}
+
+/* Frees the event with its last reference. */
+void
+event_unref(struct event *ev)
+{
+	if (ev != NULL && atomic_fetch_sub_explicit(&ev->refs, 1, memory_order_acq_rel) == 1)
+		free(ev);
+}
+
 /* Starts empty: nothing after floor_seq was ever published here. */
 void
 history_init(struct history *h, uint64_t floor_seq)
@@ -24,7 +40,7 @@ void
 history_free(struct history *h)
 {
 	while (h->first < h->next)
-		free(h->ring[h->first++ % h->cap]);
+		event_unref(h->ring[h->first++ % h->cap]);
 	free(h->ring);
 	h->ring = NULL;
 	h->cap = 0;
@@ -44,7 +60,7 @@ history_drop_oldest(struct history *h)
 	struct event *ev = h->ring[h->first % h->cap];
 
 	h->floor_seq = ev->seq;
-	free(ev);
+	event_unref(ev);
 	h->first++;
 }
 

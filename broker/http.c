@@ -68,7 +68,46 @@ http_method_not_allowed(struct MHD_Connection *conn, const char *allow)
 	return ret;
 }
 
-/* A query argument (percent-decoded by MHD), or NULL. */
+/* Value of one hex digit, or -1. */
+static int
+http_hex(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/*
+ * Percent-decodes a path or query value in place. MHD hands us C strings, so a decoded
+ * NUL would silently cut "a%00b" to "a"; it becomes DEL instead, which no name allows.
+ */
+size_t
+http_unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+	char *r = s, *w = s;
+	int hi, lo;
+
+	(void)cls;
+	(void)conn;
+	while (*r != '\0') {
+		if (r[0] == '%' && (hi = http_hex(r[1])) >= 0 && (lo = http_hex(r[2])) >= 0) {
+			*w = (char)(hi << 4 | lo);
+			if (*w == '\0')
+				*w = 0x7f;
+			w++;
+			r += 3;
+		} else
+			*w++ = *r++;
+	}
+	*w = '\0';
+	return (size_t)(w - s);
+}
+
+/* A query argument (percent-decoded by http_unescape), or NULL. */
 const char *
 http_arg(struct MHD_Connection *conn, const char *name)
 {

@@ -90,6 +90,7 @@ stream_reset(struct stream *s, int reason)
 	s->reset_seq = h->last_seq;
 	s->cursor = h->next;
 	s->offset = 0;
+	s->sent = true;		/* a long-poll response ends after a reset, like after an event */
 	atomic_fetch_add(&counters.resets, 1);
 }
 
@@ -124,7 +125,10 @@ stream_position(struct stream *s, const char *last_id)
 	return -1;
 }
 
-/* Copies what fits of the event at the cursor; returns bytes copied. */
+/*
+ * Copies what fits of the event at the cursor; returns bytes copied. An event left
+ * halfway is referenced, so eviction cannot cut a frame in two.
+ */
 static size_t
 stream_copy_event(struct stream *s, struct event *ev, char *buf, size_t max)
 {
@@ -134,21 +138,25 @@ stream_copy_event(struct stream *s, struct event *ev, char *buf, size_t max)
 		k = max;
 	memcpy(buf, ev->frame + s->offset, k);
 	s->offset += k;
-	if (s->offset == ev->len) {
-		s->offset = 0;
-		s->cursor++;
-		s->sent = true;
-		atomic_fetch_add(&counters.delivered, 1);
-		if (s->cursor > s->live_index)
-			counters_observe_latency(clock_ns() - ev->published_ns);
+	if (s->offset < ev->len) {
+		if (s->partial == NULL)
+			s->partial = event_ref(ev);
+		return k;
 	}
+	event_unref(s->partial);
+	s->partial = NULL;
+	s->offset = 0;
+	s->cursor++;
+	s->sent = true;
+	atomic_fetch_add(&counters.delivered, 1);
+	if (s->cursor > s->live_index)
+		counters_observe_latency(clock_ns() - ev->published_ns);
 	return k;
 }
 
 /*
  * Fills buf with pending frames: small frames first, then events from the history,
- * then a due ping if nothing else was sent. Returns bytes, or -1 when the stream fell
- * so far behind that the event it was halfway through is gone. Called with ch->lock.
+ * then a due ping if nothing else was sent. Returns the bytes written. Called with ch->lock.
  */
 static ssize_t
 stream_fill(struct stream *s, char *buf, size_t max)
@@ -162,8 +170,12 @@ stream_fill(struct stream *s, char *buf, size_t max)
 			n += stream_copy_small(s, buf + n, max - n);
 			continue;
 		}
+		if (s->partial != NULL) {
+			n += stream_copy_event(s, s->partial, buf + n, max - n);
+			continue;
+		}
 		if ((ev = history_get(h, s->cursor)) != NULL) {
-			if (s->offset == 0 && !channel_matches(s, ev))
+			if (!channel_matches(s, ev))
 				s->cursor++;
 			else
 				n += stream_copy_event(s, ev, buf + n, max - n);
@@ -171,11 +183,8 @@ stream_fill(struct stream *s, char *buf, size_t max)
 		}
 		if (s->cursor < h->first) {
 			/* Slow subscriber: its unsent events were evicted. */
-			if (s->offset > 0)
-				return -1;
 			atomic_fetch_add(&counters.lagged, 1);
 			stream_reset(s, STREAM_RESET_LAGGED);
-			s->sent = true;
 			continue;
 		}
 		if (s->ping_due && n == 0) {
@@ -204,9 +213,7 @@ stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 	pthread_mutex_lock(&s->ch->lock);
 	if (s->closing)
 		n = MHD_CONTENT_READER_END_WITH_ERROR;
-	else if ((n = stream_fill(s, buf, max)) == -1)
-		n = MHD_CONTENT_READER_END_WITH_ERROR;
-	else if (n > 0) {
+	else if ((n = stream_fill(s, buf, max)) > 0) {
 		s->last_send = clock_sec();
 		s->ping_due = false;
 	} else if ((s->longpoll && s->sent) || atomic_load(&broker_terminating))
@@ -292,6 +299,7 @@ stream_free(struct stream *s)
 		return;
 	if (s->ch != NULL)
 		channel_put(s->ch);
+	event_unref(s->partial);
 	free(s->session);
 	free(s->origins);
 	free(s);

@@ -28,6 +28,7 @@ static struct event *ev_new(uint64_t seq, int64_t published_ns)
 	assert_true(n > 0 && (size_t)n < sizeof frame);
 	ev = malloc(sizeof *ev + (size_t)n + 1);
 	assert_non_null(ev);
+	atomic_init(&ev->refs, 1);
 	ev->seq = seq;
 	ev->published_ns = published_ns;
 	ev->session = ev->exclude_session = ev->origin = NULL;
@@ -528,6 +529,26 @@ static void test_random_model(void **state)
 	free(m);
 }
 
+/* A stream's reference keeps an evicted event readable; the last unref frees it (ASan). */
+static void test_ref_survives_eviction(void **state)
+{
+	struct history h;
+	struct event *held;
+
+	(void)state;
+	history_init(&h, 0);
+	push(&h, 10, 2);
+	held = event_ref(history_get(&h, 0));
+	push(&h, 11, 2);
+	push(&h, 12, 2);	/* evicts seq 10 */
+	assert_null(history_get(&h, 0));
+	assert_int_equal(h.floor_seq, 10);
+	assert_int_equal(held->seq, 10);
+	assert_memory_equal(held->frame, "id: 10\n", 7);
+	event_unref(held);
+	history_free(&h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -543,6 +564,7 @@ int main(void)
 		cmocka_unit_test(test_grow_after_wrap),
 		cmocka_unit_test(test_free_all),
 		cmocka_unit_test(test_random_model),
+		cmocka_unit_test(test_ref_survives_eviction),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
