@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "history.h"
+#include "bus.h"
 #include "sse.h"
 
 #define BROKER_VERSION "0.1.0"
@@ -25,6 +26,12 @@
 #define BROKER_SWEEP_SECONDS 5		/* how often idle channels are swept */
 #define BROKER_WHEEL_SLOTS 1024		/* ping wheel: one slot per second */
 #define BROKER_MAX_SHARDS 64
+#define BUS_LINGER_SECONDS 15		/* stay subscribed this long after the last subscriber left */
+#define BUS_BACKOFF_MIN_MS 100		/* Redis reconnect backoff, doubled up to the max, jittered */
+#define BUS_BACKOFF_MAX_MS 5000
+#define BUS_COUNTS_TTL 86400		/* seconds a channel's count hash lives without refresh */
+#define BUS_REFRESH_SECONDS 600		/* how often live brokers refresh that TTL */
+#define BUS_QUEUE_MAX 100000		/* jobs waiting for the Redis thread, at most */
 
 /* Directive indexes into the broker's table (options.c). */
 enum opt {
@@ -34,7 +41,7 @@ enum opt {
 	OPT_MAX_SUBSCRIBERS_PER_CHANNEL, OPT_MAX_CHANNELS, OPT_MAX_MESSAGE_SIZE,
 	OPT_MAX_BATCH, OPT_CONNECTION_MEMORY, OPT_REQUEST_TIMEOUT,
 	OPT_TCP_KEEPALIVE, OPT_TCP_KEEPIDLE, OPT_TCP_KEEPINTVL, OPT_TCP_KEEPCNT,
-	OPT_LOG_LEVEL,
+	OPT_LOG_LEVEL, OPT_REDIS, OPT_REDIS_PREFIX,
 	OPT_COUNT
 };
 
@@ -47,6 +54,13 @@ struct channel {
 	unsigned nsubs;			/* under lock */
 	uint64_t published;		/* under lock */
 	struct history history;		/* under lock */
+	/* Redis mode only */
+	bool covered;			/* the ring holds every event after history.floor_seq (under lock) */
+	bool positioned;		/* history.last_seq is a real position in Redis (under lock) */
+	uint32_t count_gen;		/* generation of the counts this broker registered (under lock) */
+	struct bus_chan *bus;		/* the Redis thread's state, or NULL (Redis thread only) */
+	bool bus_queued;		/* in the Redis thread's work list (under its queue lock) */
+	struct channel *bus_next;	/* that list (under its queue lock) */
 	size_t namelen;
 	char name[];
 };
@@ -65,7 +79,10 @@ struct stream {
 	int wslot;			/* wheel slot, or -1 */
 	int fd;
 	uint64_t cursor;		/* channel index of the next event to consider */
-	uint64_t live_index;		/* first index published after the stream began */
+	int64_t start_ns;		/* when the stream began: older events are replays */
+	uint64_t skip_until;		/* ring events with a key up to this were already sent */
+	struct stream_replay *replay;	/* Redis mode: history fetched for this stream, or NULL */
+	unsigned refs;			/* MHD's request, plus a Redis replay in flight (under ch->lock) */
 	size_t offset;			/* bytes of the event at cursor already sent */
 	struct event *partial;		/* that event, referenced while offset > 0 */
 	uint32_t last_send;		/* monotonic second something was last sent */
@@ -73,7 +90,7 @@ struct stream {
 	char *session;			/* owned, or NULL */
 	char *origins;			/* owned comma list, or NULL */
 	/* flags, under ch->lock */
-	bool suspended, closing, longpoll, ping_due, sent, dead, attached;
+	bool suspended, closing, longpoll, ping_due, sent, dead, attached, pending;
 	uint8_t small;			/* STREAM_SMALL_* frames still to send, under ch->lock */
 	uint8_t small_off;		/* bytes of the first of them already sent */
 	uint8_t reset_reason;		/* index into the reset reasons */
@@ -92,6 +109,15 @@ struct counters {
 	atomic_ullong latency_bucket[12];
 };
 #define COUNTERS_BUCKETS { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5 }
+
+/* Why a stream gets "event: reset". */
+enum stream_reset { RESET_UNKNOWN, RESET_EXPIRED, RESET_LAGGED };
+
+/* Events fetched from Redis for one reconnecting stream, sent before the ring. */
+struct stream_replay {
+	struct event **ev;		/* owned references */
+	size_t n, i;			/* count, next to send */
+};
 
 /* The fields of one publish, all borrowed. */
 struct publish_req {
@@ -129,6 +155,9 @@ uint64_t channel_last_seq(void);
 void channel_sweep(void);
 void channel_each(void (*fn)(struct channel *, void *), void *arg);
 bool channel_matches(const struct stream *s, const struct event *ev);
+struct channel *channel_ref(struct channel *ch);
+struct event *channel_event_new(const struct publish_req *req, uint64_t key);
+void channel_deliver(struct channel *ch, struct event *ev);
 
 /* stream.c */
 enum MHD_Result stream_start(struct MHD_Connection *conn, const char *channel,
@@ -137,6 +166,20 @@ void stream_completed(struct stream *s);
 void stream_wake(struct stream *s);
 void stream_end_all(void);
 void stream_free(struct stream *s);
+void stream_force_reset(struct stream *s, uint64_t key, int reason);
+void stream_replayed(struct stream *s, int status, uint64_t last, struct event **ev, size_t n);
+bool stream_release(struct stream *s);
+
+/* redis_bus.c */
+typedef void bus_publish_done(void *arg, int ok, const char *id, unsigned subscribers);
+extern bool bus_enabled;
+int bus_start(void);
+void bus_stop(void);
+bool bus_ready(char *why, size_t len);
+int bus_publish(const struct publish_req *req, bus_publish_done *done, void *arg);
+void bus_channel_changed(struct channel *ch);
+void bus_count_delta(struct channel *ch, const struct stream *s, int delta);
+void bus_replay(struct stream *s, const char *from);
 
 /* reaper.c */
 int reaper_start(void);

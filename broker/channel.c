@@ -101,8 +101,9 @@ channel_new(const char *name, size_t len)
 	pthread_mutex_init(&ch->lock, NULL);
 	memcpy(ch->name, name, len);
 	ch->namelen = len;
-	/* Events of an earlier channel of this name are gone: ids up to now are stale. */
-	history_init(&ch->history, atomic_load(&seq_counter));
+	/* Standalone: events of an earlier channel of this name are gone, so ids up to now
+	 * are stale. Redis mode: the ring knows nothing until the bus syncs it. */
+	history_init(&ch->history, bus_enabled ? 0 : atomic_load(&seq_counter));
 	atomic_fetch_add(&counters.channels, 1);
 	return ch;
 }
@@ -135,6 +136,16 @@ channel_get(const char *name, size_t len, bool create)
 	return ch;
 }
 
+/* Takes another reference on a channel the caller already holds. */
+struct channel *
+channel_ref(struct channel *ch)
+{
+	pthread_mutex_lock(&table_lock);
+	ch->refs++;
+	pthread_mutex_unlock(&table_lock);
+	return ch;
+}
+
 /* Drops a reference; the sweep frees channels nobody holds once their history is gone. */
 void
 channel_put(struct channel *ch)
@@ -144,11 +155,14 @@ channel_put(struct channel *ch)
 	pthread_mutex_unlock(&table_lock);
 }
 
-/* Writes "<boot>-<seq>", the id clients see. */
+/* Writes the id clients see: "<boot>-<seq>" standalone, the Redis stream id otherwise. */
 void
 channel_format_id(char *buf, size_t len, uint64_t seq)
 {
-	snprintf(buf, len, "%s-%" PRIu64, broker_boot, seq);
+	if (bus_enabled)
+		bus_id_format(buf, len, seq);
+	else
+		snprintf(buf, len, "%s-%" PRIu64, broker_boot, seq);
 }
 
 /* The newest seq handed out by this process. */
@@ -200,8 +214,8 @@ event_put_str(struct event *ev, size_t off, const char *s, const char **dst)
 }
 
 /* Builds the one shared copy of an event: its frame, then the filter strings. */
-static struct event *
-event_new(const struct publish_req *req, uint64_t seq)
+struct event *
+channel_event_new(const struct publish_req *req, uint64_t seq)
 {
 	char id[BROKER_ID_MAX];
 	size_t flen, extra = 0, off;
@@ -244,7 +258,7 @@ channel_publish(const struct publish_req *req, char *id, size_t idlen, unsigned 
 		return -1;
 	pthread_mutex_lock(&ch->lock);
 	/* The seq is taken under the channel lock so the ring stays in seq order. */
-	ev = event_new(req, atomic_fetch_add(&seq_counter, 1) + 1);
+	ev = channel_event_new(req, atomic_fetch_add(&seq_counter, 1) + 1);
 	if (ev == NULL || history_push(&ch->history, ev, (size_t)opt(OPT_HISTORY_SIZE)) == -1) {
 		pthread_mutex_unlock(&ch->lock);
 		free(ev);
@@ -264,6 +278,27 @@ channel_publish(const struct publish_req *req, char *id, size_t idlen, unsigned 
 	atomic_fetch_add(&counters.published, 1);
 	*count = n;
 	return 0;
+}
+
+/*
+ * Appends an event that came through Redis (steals ev) and wakes the subscribers it
+ * is for; an event at or before the ring's newest is a duplicate and dropped.
+ * Called with ch->lock held.
+ */
+void
+channel_deliver(struct channel *ch, struct event *ev)
+{
+	struct stream *s;
+
+	if ((ch->positioned && ev->seq <= ch->history.last_seq) ||
+	    history_push(&ch->history, ev, (size_t)opt(OPT_HISTORY_SIZE)) == -1) {
+		event_unref(ev);
+		return;
+	}
+	ch->published++;
+	for (s = ch->subs; s != NULL; s = s->next)
+		if (channel_matches(s, ev))
+			stream_wake(s);
 }
 
 /* Calls fn on every channel with the table locked (for stats and shutdown). */

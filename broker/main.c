@@ -135,6 +135,7 @@ shutdown_broker(void)
 
 	log_info("terminating");
 	shard_quiesce_all();
+	bus_stop();		/* publishes waiting on Redis answer 503 and resume */
 	atomic_store(&broker_terminating, true);
 	stream_end_all();
 	while (atomic_load(&counters.streams) > 0 && waited < BROKER_STOP_GRACE_MS) {
@@ -240,7 +241,8 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	init_boot_id();
 	raise_nofile();
-	if (channel_table_init() == -1 || reaper_start() == -1 || shard_start_all() == -1)
+	if (channel_table_init() == -1 || bus_start() == -1 || reaper_start() == -1 ||
+	    shard_start_all() == -1)
 		fatal("start-up failed");
 	log_info("ready: listening on %s", shard_listen_addr());
 	signal_loop(&set);

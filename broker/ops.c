@@ -86,6 +86,7 @@ ops_metrics(struct MHD_Connection *conn)
 	size_t len = 0;
 	FILE *f = open_memstream(&buf, &len);
 	enum MHD_Result ret;
+	char why[160];
 
 	if (f == NULL)
 		return MHD_NO;
@@ -100,7 +101,8 @@ ops_metrics(struct MHD_Connection *conn)
 	ops_metric(f, "resets_total", "counter", "Reset events sent.", atomic_load(&counters.resets));
 	ops_metric(f, "auth_failures_total", "counter", "Refused credentials.", atomic_load(&counters.auth_failures));
 	ops_metric(f, "rejected_total", "counter", "Requests answered with an error status.", atomic_load(&counters.rejected));
-	ops_metric(f, "redis_up", "gauge", "1 when the Redis bus is connected (always 0 standalone).", 0);
+	ops_metric(f, "redis_up", "gauge", "1 when the Redis bus is connected (always 0 standalone).",
+	    bus_enabled && bus_ready(why, sizeof why));
 	ops_histogram(f);
 	fclose(f);
 	ret = buf ? ops_text(conn, "text/plain; version=0.0.4; charset=utf-8", buf, len) : MHD_NO;
@@ -147,8 +149,13 @@ ops_channel(struct MHD_Connection *conn, const char *name)
 enum MHD_Result
 ops_handle(struct MHD_Connection *conn, const char *url)
 {
-	if (strcmp(url, "/healthz") == 0)
+	char why[160];
+
+	if (strcmp(url, "/healthz") == 0) {
+		if (bus_enabled && !bus_ready(why, sizeof why))
+			return http_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, why);
 		return http_json(conn, MHD_HTTP_OK, "{\"status\":\"ok\"}");
+	}
 	if (strcmp(url, "/metrics") == 0)
 		return ops_metrics(conn);
 	if (strncmp(url, "/stats/", 7) == 0)

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "redis_url.h"
 
 static const char *const auth_modes[] = { "none", NULL };
 static const char *const log_levels[] = LOG_LEVEL_NAMES;
@@ -48,6 +49,17 @@ check_listen(const char *v, char *err, size_t errlen)
 	}
 	snprintf(err, errlen, "'%s': host must be a numeric IPv4 address, [IPv6] or *", v);
 	return -1;
+}
+
+/* Validates a redis URL through the same parser the bus uses. */
+static int
+check_redis(const char *v, char *err, size_t errlen)
+{
+	struct redis_url u;
+
+	if (*v == '\0')
+		return 0;
+	return redis_url_parse(v, &u, err, errlen);
 }
 
 const struct config_directive broker_directives[OPT_COUNT] = {
@@ -95,6 +107,10 @@ const struct config_directive broker_directives[OPT_COUNT] = {
 	    "unanswered probes before the connection is dropped" },
 	[OPT_LOG_LEVEL] = { "log_level", CONFIG_ENUM, 0, 0, "info", log_levels, true, NULL,
 	    "error, warn, info or debug" },
+	[OPT_REDIS] = { "redis", CONFIG_STRING, 0, 255, "", NULL, false, check_redis,
+	    "redis://[:password@]host:port[/db] or unix:/path[?db=N]: brokers share publishes, history and counts; empty = standalone" },
+	[OPT_REDIS_PREFIX] = { "redis_prefix", CONFIG_STRING, 0, 64, "ssepush:", NULL, false, NULL,
+	    "prefix of every Redis key and pub/sub channel (several deployments can share one Redis)" },
 };
 
 static atomic_llong opt_values[OPT_COUNT];

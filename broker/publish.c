@@ -22,6 +22,11 @@ struct publish_state {
 	enum req_kind kind;	/* REQ_PUBLISH */
 	bool batch;
 	bool too_large;		/* the body outgrew its limit while streaming in */
+	/* Redis mode: the request waits, suspended, for the bus's answers. */
+	struct MHD_Connection *conn;
+	bool waiting;
+	atomic_uint outstanding;	/* answers still to come */
+	json_t *results;		/* one object per event, filled by the Redis thread */
 	size_t limit;
 	size_t len, cap;
 	char *body;
@@ -36,6 +41,7 @@ publish_free(void *state)
 
 	if (p == NULL)
 		return;
+	json_decref(p->results);
 	free(p->body);
 	free(p);
 }
@@ -140,6 +146,87 @@ publish_append(struct publish_state *p, const char *data, size_t len)
 	return 0;
 }
 
+/* A bus answer for item index (encoded in the slot pointer) of a waiting request. */
+struct publish_slot {
+	struct publish_state *p;
+	size_t index;
+};
+
+/* Runs on the Redis thread: records one result and resumes the request after the last. */
+static void
+publish_bus_done(void *arg, int ok, const char *id, unsigned n)
+{
+	struct publish_slot *slot = arg;
+	struct publish_state *p = slot->p;
+	json_t *o = json_array_get(p->results, slot->index);
+
+	if (ok == 0) {
+		json_object_set_new(o, "id", json_string(id));
+		json_object_set_new(o, "subscribers", json_integer(n));
+	} else
+		json_object_set_new(o, "error", json_string("event could not be stored"));
+	free(slot);
+	if (atomic_fetch_sub(&p->outstanding, 1) == 1)
+		MHD_resume_connection(p->conn);
+}
+
+/*
+ * Redis mode: hands each event to the bus and suspends the request until every
+ * answer is in (never blocking an MHD thread on Redis). Returns MHD_YES, or an
+ * immediate 503 when Redis is down.
+ */
+static enum MHD_Result
+publish_via_bus(struct MHD_Connection *conn, struct publish_state *p, const struct publish_req *reqs,
+    size_t n)
+{
+	size_t i;
+	struct publish_slot *slot;
+	char why[160];
+
+	if (!bus_ready(why, sizeof why))
+		return http_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, why);
+	p->conn = conn;
+	p->results = json_array();
+	for (i = 0; i < n; i++)
+		json_array_append_new(p->results, json_pack("{s:s}", "channel", reqs[i].channel));
+	atomic_store(&p->outstanding, (unsigned)n + 1);	/* +1 until every job is queued */
+	p->waiting = true;
+	MHD_suspend_connection(conn);
+	for (i = 0; i < n; i++) {
+		if ((slot = malloc(sizeof *slot)) == NULL) {
+			json_object_set_new(json_array_get(p->results, i), "error",
+			    json_string("out of memory"));
+			atomic_fetch_sub(&p->outstanding, 1);
+			continue;
+		}
+		slot->p = p;
+		slot->index = i;
+		if (bus_publish(&reqs[i], publish_bus_done, slot) == -1)
+			publish_bus_done(slot, -1, NULL, 0);
+	}
+	if (atomic_fetch_sub(&p->outstanding, 1) == 1)
+		MHD_resume_connection(conn);
+	return MHD_YES;
+}
+
+/* Answers a request whose bus results are all in: a single object, or {"results":[...]}. */
+static enum MHD_Result
+publish_bus_reply(struct MHD_Connection *conn, struct publish_state *p)
+{
+	json_t *first = json_array_get(p->results, 0), *reply;
+	char *body;
+	enum MHD_Result ret;
+
+	if (!p->batch && json_object_get(first, "error") != NULL)
+		return http_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "event could not be stored");
+	reply = p->batch ? json_pack("{s:O}", "results", p->results) : json_incref(first);
+	body = reply ? json_dumps(reply, JSON_COMPACT) : NULL;
+	ret = body ? http_json(conn, MHD_HTTP_OK, body) : MHD_NO;
+	free(body);
+	json_decref(reply);
+	return ret;
+}
+
 /* Publishes one event and answers with its id and subscriber count. */
 static enum MHD_Result
 publish_single(struct MHD_Connection *conn, struct publish_state *p)
@@ -152,6 +239,8 @@ publish_single(struct MHD_Connection *conn, struct publish_state *p)
 	r.channel = p->channel;
 	r.data = p->body != NULL ? p->body : "";
 	r.len = p->len;
+	if (bus_enabled)
+		return publish_via_bus(conn, p, &r, 1);
 	if (channel_publish(&r, id, sizeof id, &n) == -1)
 		return http_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "event could not be stored");
 	/* Channel names and ids need no JSON escaping (their alphabets exclude it). */
@@ -273,6 +362,27 @@ publish_batch_run(struct MHD_Connection *conn, json_t *arr)
 	return ret;
 }
 
+/* Redis mode: queues every item of a validated batch on the bus. */
+static enum MHD_Result
+publish_batch_bus(struct MHD_Connection *conn, struct publish_state *p, json_t *arr)
+{
+	size_t n = json_array_size(arr), i;
+	struct publish_req *reqs = calloc(n ? n : 1, sizeof *reqs);
+	char **owned = calloc(n ? n : 1, sizeof *owned);
+	enum MHD_Result ret = MHD_NO;
+
+	if (reqs != NULL && owned != NULL) {
+		for (i = 0; i < n; i++)
+			publish_batch_item(json_array_get(arr, i), &reqs[i], &owned[i]);
+		ret = publish_via_bus(conn, p, reqs, n);	/* the bus copies what it needs */
+		for (i = 0; i < n; i++)
+			free(owned[i]);
+	}
+	free(reqs);
+	free(owned);
+	return ret;
+}
+
 /* Parses and publishes a batch body, all or nothing at validation. */
 static enum MHD_Result
 publish_batch(struct MHD_Connection *conn, struct publish_state *p)
@@ -289,6 +399,8 @@ publish_batch(struct MHD_Connection *conn, struct publish_state *p)
 	}
 	if (publish_batch_check(arr, why, sizeof why) == -1)
 		ret = http_error(conn, MHD_HTTP_BAD_REQUEST, why);
+	else if (bus_enabled)
+		ret = publish_batch_bus(conn, p, arr);
 	else
 		ret = publish_batch_run(conn, arr);
 	json_decref(arr);
@@ -304,6 +416,8 @@ publish_handle(struct MHD_Connection *conn, const char *url, const char *upload,
 
 	if (p == NULL)
 		return publish_begin(conn, url, req_cls);
+	if (p->waiting)		/* resumed: every bus answer is in */
+		return publish_bus_reply(conn, p);
 	if (*upload_size > 0) {
 		if (publish_append(p, upload, *upload_size) == -1)
 			return MHD_NO;

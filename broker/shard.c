@@ -103,6 +103,7 @@ shard_daemon(struct sockaddr_storage *ss, bool v6, bool serves_publish, size_t m
 
 	return MHD_start_daemon(flags, 0, NULL, NULL,
 	    http_access, serves_publish ? (void *)1 : NULL,
+	    MHD_OPTION_EXTERNAL_LOGGER, shard_mhd_log, NULL,	/* first, or MHD warns */
 	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)ss,
 	    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
 	    MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)SHARD_BACKLOG,
@@ -111,7 +112,6 @@ shard_daemon(struct sockaddr_storage *ss, bool v6, bool serves_publish, size_t m
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opt(OPT_REQUEST_TIMEOUT),
 	    MHD_OPTION_NOTIFY_COMPLETED, http_completed, NULL,
 	    MHD_OPTION_NOTIFY_CONNECTION, http_connection, NULL,
-	    MHD_OPTION_EXTERNAL_LOGGER, shard_mhd_log, NULL,
 	    MHD_OPTION_UNESCAPE_CALLBACK, http_unescape, NULL,
 	    MHD_OPTION_END);
 }

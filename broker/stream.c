@@ -37,7 +37,10 @@ stream_wake(struct stream *s)
  * kept in a per-stream buffer: every byte of struct stream is paid per subscriber.
  */
 enum { STREAM_SMALL_PREAMBLE = 1, STREAM_SMALL_RESET = 2, STREAM_SMALL_PING = 4 };
-enum { STREAM_RESET_UNKNOWN, STREAM_RESET_EXPIRED, STREAM_RESET_LAGGED };
+static void stream_replay_free(struct stream *s);
+
+/* stream_position() results besides the reset reasons (enum stream_reset). */
+enum { STREAM_POS_LIVE = -1, STREAM_POS_REMOTE = -2 };
 static const char *const stream_reset_reasons[] = { "unknown", "expired", "lagged" };
 
 /* Renders the first pending small frame into out; returns its length and its flag. */
@@ -79,55 +82,83 @@ stream_copy_small(struct stream *s, char *buf, size_t max)
 	return k;
 }
 
-/* Queues "event: reset" and moves the cursor past everything retained. */
-static void
-stream_reset(struct stream *s, int reason)
+/*
+ * Queues "event: reset" carrying key as its id, and resumes the ring after key (or at
+ * its end). Called with ch->lock held; never between two halves of a frame, since a
+ * partial event is always finished before small frames are sent.
+ */
+void
+stream_force_reset(struct stream *s, uint64_t key, int reason)
 {
 	struct history *h = &s->ch->history;
+	uint64_t index;
 
 	s->small |= STREAM_SMALL_RESET;
 	s->reset_reason = (uint8_t)reason;
-	s->reset_seq = h->last_seq;
-	s->cursor = h->next;
-	s->offset = 0;
+	s->reset_seq = key;
+	s->cursor = history_after(h, key, &index) == 0 ? index : h->next;
+	s->skip_until = key;
 	s->sent = true;		/* a long-poll response ends after a reset, like after an event */
 	atomic_fetch_add(&counters.resets, 1);
 }
 
+/* Resets to the channel's newest id. */
+static void
+stream_reset(struct stream *s, int reason)
+{
+	stream_force_reset(s, s->ch->history.last_seq, reason);
+}
+
+/* Parses a standalone id "<boot>-<seq>" of this process; -1 for anything else. */
+static int
+stream_parse_local_id(const char *id, uint64_t *seq)
+{
+	const char *dash = strchr(id, '-');
+	char *end;
+
+	if (dash == NULL || dash - id != BROKER_BOOT_HEX ||
+	    memcmp(id, broker_boot, BROKER_BOOT_HEX) != 0 || dash[1] < '0' || dash[1] > '9')
+		return -1;
+	*seq = strtoull(dash + 1, &end, 10);
+	return *end == '\0' ? 0 : -1;
+}
+
 /*
- * Places the cursor for a client that last saw last_id (NULL: live only). Returns -1,
- * or the reason for a reset. Called with ch->lock held.
+ * Places the cursor for a client that last saw last_id (NULL: live only). Returns
+ * STREAM_POS_LIVE when the ring serves it, STREAM_POS_REMOTE when only Redis can say
+ * what it missed, or a reset reason. Called with ch->lock held.
  */
 static int
 stream_position(struct stream *s, const char *last_id)
 {
-	struct history *h = &s->ch->history;
-	const char *dash;
-	char *end;
-	uint64_t seq, index;
+	struct channel *ch = s->ch;
+	struct history *h = &ch->history;
+	uint64_t key, index;
 
 	s->cursor = h->next;
 	if (last_id == NULL || *last_id == '\0')
-		return -1;
-	dash = strchr(last_id, '-');
-	if (dash == NULL || dash - last_id != BROKER_BOOT_HEX ||
-	    memcmp(last_id, broker_boot, BROKER_BOOT_HEX) != 0 ||
-	    dash[1] < '0' || dash[1] > '9')
-		return STREAM_RESET_UNKNOWN;
-	seq = strtoull(dash + 1, &end, 10);
-	if (*end != '\0' || seq > channel_last_seq())
-		return STREAM_RESET_UNKNOWN;
-	if (history_after(h, seq, &index) == -1)
-		return STREAM_RESET_EXPIRED;
+		return STREAM_POS_LIVE;
+	if (bus_enabled) {
+		/* The ring is only a cache of Redis: use it when it surely covers the id. */
+		if (!ch->covered || bus_id_parse(last_id, strlen(last_id), &key) == -1 ||
+		    key > h->last_seq || history_after(h, key, &index) == -1)
+			return STREAM_POS_REMOTE;
+	} else {
+		if (stream_parse_local_id(last_id, &key) == -1 || key > channel_last_seq())
+			return RESET_UNKNOWN;
+		if (history_after(h, key, &index) == -1)
+			return RESET_EXPIRED;
+	}
 	s->cursor = index;
 	if (index < h->next)
 		atomic_fetch_add(&counters.replays, 1);
-	return -1;
+	return STREAM_POS_LIVE;
 }
 
 /*
- * Copies what fits of the event at the cursor; returns bytes copied. An event left
- * halfway is referenced, so eviction cannot cut a frame in two.
+ * Copies what fits of the rest of ev; returns bytes copied. An event left halfway is
+ * referenced, so eviction cannot cut a frame in two; live events feed the latency
+ * histogram when their last byte is handed over.
  */
 static size_t
 stream_copy_event(struct stream *s, struct event *ev, char *buf, size_t max)
@@ -146,17 +177,40 @@ stream_copy_event(struct stream *s, struct event *ev, char *buf, size_t max)
 	event_unref(s->partial);
 	s->partial = NULL;
 	s->offset = 0;
-	s->cursor++;
 	s->sent = true;
 	atomic_fetch_add(&counters.delivered, 1);
-	if (s->cursor > s->live_index)
+	if (ev->published_ns >= s->start_ns)
 		counters_observe_latency(clock_ns() - ev->published_ns);
 	return k;
 }
 
+/* Takes the next event from a Redis replay, or NULL when it is used up (and freed). */
+static struct event *
+stream_next_replayed(struct stream *s)
+{
+	struct stream_replay *r = s->replay;
+
+	if (r->i < r->n)
+		return r->ev[r->i++];
+	stream_replay_free(s);
+	return NULL;
+}
+
+/* Takes the next ring event after the cursor, or NULL. */
+static struct event *
+stream_next_ring(struct stream *s)
+{
+	struct event *ev = history_get(&s->ch->history, s->cursor);
+
+	if (ev != NULL)
+		s->cursor++;
+	return ev;
+}
+
 /*
- * Fills buf with pending frames: small frames first, then events from the history,
- * then a due ping if nothing else was sent. Returns the bytes written. Called with ch->lock.
+ * Fills buf: the rest of a partial event first, then small frames (preamble, reset),
+ * then events fetched from Redis for this stream, then the ring, then a due ping if
+ * nothing else was sent. Returns the bytes written. Called with ch->lock held.
  */
 static ssize_t
 stream_fill(struct stream *s, char *buf, size_t max)
@@ -166,25 +220,28 @@ stream_fill(struct stream *s, char *buf, size_t max)
 	size_t n = 0;
 
 	while (n < max) {
-		if (s->small != 0) {
-			n += stream_copy_small(s, buf + n, max - n);
-			continue;
-		}
 		if (s->partial != NULL) {
 			n += stream_copy_event(s, s->partial, buf + n, max - n);
 			continue;
 		}
-		if ((ev = history_get(h, s->cursor)) != NULL) {
-			if (!channel_matches(s, ev))
-				s->cursor++;
-			else
+		if (s->small != 0) {
+			n += stream_copy_small(s, buf + n, max - n);
+			continue;
+		}
+		if (s->replay != NULL) {
+			if ((ev = stream_next_replayed(s)) != NULL && channel_matches(s, ev))
 				n += stream_copy_event(s, ev, buf + n, max - n);
 			continue;
 		}
-		if (s->cursor < h->first) {
+		if (!s->pending && (ev = stream_next_ring(s)) != NULL) {
+			if (ev->seq > s->skip_until && channel_matches(s, ev))
+				n += stream_copy_event(s, ev, buf + n, max - n);
+			continue;
+		}
+		if (!s->pending && s->cursor < h->first) {
 			/* Slow subscriber: its unsent events were evicted. */
 			atomic_fetch_add(&counters.lagged, 1);
-			stream_reset(s, STREAM_RESET_LAGGED);
+			stream_reset(s, RESET_LAGGED);
 			continue;
 		}
 		if (s->ping_due && n == 0) {
@@ -291,6 +348,22 @@ stream_parse_request(struct stream *s, struct MHD_Connection *conn)
 	return NULL;
 }
 
+/* Drops the events fetched from Redis for a stream. */
+static void
+stream_replay_free(struct stream *s)
+{
+	struct stream_replay *r = s->replay;
+	size_t i;
+
+	if (r == NULL)
+		return;
+	for (i = r->i; i < r->n; i++)
+		event_unref(r->ev[i]);
+	free(r->ev);
+	free(r);
+	s->replay = NULL;
+}
+
 /* Frees a stream once nothing can reach it any more (called by the reaper). */
 void
 stream_free(struct stream *s)
@@ -300,6 +373,7 @@ stream_free(struct stream *s)
 	if (s->ch != NULL)
 		channel_put(s->ch);
 	event_unref(s->partial);
+	stream_replay_free(s);
 	free(s->session);
 	free(s->origins);
 	free(s);
@@ -314,7 +388,7 @@ static int
 stream_attach(struct stream *s, const char *last_id)
 {
 	struct channel *ch = s->ch;
-	int reason;
+	int pos;
 	unsigned retry = (unsigned)opt(OPT_RECONNECT_MS);
 
 	pthread_mutex_lock(&ch->lock);
@@ -328,17 +402,24 @@ stream_attach(struct stream *s, const char *last_id)
 		s->retry_ms = retry;
 		s->small |= STREAM_SMALL_PREAMBLE;
 	}
-	reason = stream_position(s, last_id);
-	if (reason >= 0)
-		stream_reset(s, reason);
-	s->live_index = ch->history.next;
+	pos = stream_position(s, last_id);
+	if (pos >= 0)
+		stream_reset(s, pos);
+	else if (pos == STREAM_POS_REMOTE) {
+		s->pending = true;
+		bus_replay(s, last_id);
+	}
 	s->next = ch->subs;
 	if (ch->subs != NULL)
 		ch->subs->prev = s;
 	ch->subs = s;
 	ch->nsubs++;
 	s->attached = true;
+	if (bus_enabled)
+		bus_count_delta(ch, s, +1);
 	pthread_mutex_unlock(&ch->lock);
+	if (bus_enabled)
+		bus_channel_changed(ch);
 	return 0;
 }
 
@@ -377,6 +458,8 @@ stream_start(struct MHD_Connection *conn, const char *name, size_t len, void **o
 		return MHD_NO;
 	s->kind = REQ_STREAM;
 	s->conn = conn;
+	s->refs = 1;
+	s->start_ns = clock_ns();
 	s->wslot = -1;
 	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
 	s->fd = ci != NULL ? ci->connect_fd : -1;
@@ -418,9 +501,11 @@ void
 stream_completed(struct stream *s)
 {
 	struct channel *ch = s->ch;
+	bool attached, bury;
 
 	pthread_mutex_lock(&ch->lock);
-	if (s->attached) {
+	attached = s->attached;
+	if (attached) {
 		if (s->prev != NULL)
 			s->prev->next = s->next;
 		else
@@ -429,12 +514,66 @@ stream_completed(struct stream *s)
 			s->next->prev = s->prev;
 		ch->nsubs--;
 		s->attached = false;
+		if (bus_enabled)
+			bus_count_delta(ch, s, -1);
 	}
 	s->dead = true;
+	bury = stream_release(s);
 	pthread_mutex_unlock(&ch->lock);
+	if (attached && bus_enabled)
+		bus_channel_changed(ch);
 	atomic_fetch_sub(&counters.streams, 1);
 	reaper_forget(s);
-	reaper_bury(s);
+	if (bury)
+		reaper_bury(s);
+}
+
+/* Drops one reference (ch->lock held); true when the caller must bury the stream. */
+bool
+stream_release(struct stream *s)
+{
+	return --s->refs == 0 && s->dead;
+}
+
+/*
+ * Installs what Redis answered for a pending stream: the events it missed (status
+ * -1 = ok), or a reset for reason status; then the ring resumes after last. Called
+ * on the Redis thread; takes the events (references) and the job's stream reference.
+ */
+void
+stream_replayed(struct stream *s, int status, uint64_t last, struct event **ev, size_t n)
+{
+	struct channel *ch = s->ch;
+	struct history *h = &ch->history;
+	struct stream_replay *r = NULL;
+	uint64_t index;
+	bool bury;
+
+	pthread_mutex_lock(&ch->lock);
+	if (!s->dead && status == STREAM_POS_LIVE && history_after(h, last, &index) == -1)
+		status = RESET_LAGGED;	/* the ring lost events after last meanwhile */
+	if (!s->dead && status == STREAM_POS_LIVE && (r = calloc(1, sizeof *r)) != NULL) {
+		r->ev = ev;
+		r->n = n;
+		s->replay = r;
+		s->cursor = index;
+		s->skip_until = last;
+		atomic_fetch_add(&counters.replays, 1);
+	} else if (!s->dead)
+		stream_force_reset(s, status == RESET_LAGGED ? h->last_seq : last,
+		    status == STREAM_POS_LIVE ? RESET_LAGGED : status);
+	if (r == NULL) {
+		while (n > 0)
+			event_unref(ev[--n]);
+		free(ev);
+	}
+	s->pending = false;
+	if (!s->dead)
+		stream_wake(s);
+	bury = stream_release(s);
+	pthread_mutex_unlock(&ch->lock);
+	if (bury)
+		reaper_bury(s);
 }
 
 /* Marks every stream of one channel to end cleanly and wakes it (SIGTERM). */

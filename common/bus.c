@@ -1,0 +1,162 @@
+/*
+ * The publish primitive's server-side scripts and the helpers around them. The
+ * scripts are the only writers of channel history, so history and live delivery
+ * cannot diverge: the event is appended and announced in one atomic step.
+ */
+#include "bus.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * KEYS: history stream, counts hash, notify channel.
+ * ARGV: maxlen, ttl_ms, type, session, exclude_session, origin, data, alive key prefix.
+ * Returns {id, subscribers}: the subscribers on live brokers the event is for.
+ */
+const char bus_publish_script[] =
+"local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',\n"
+"  't', ARGV[3], 's', ARGV[4], 'x', ARGV[5], 'o', ARGV[6], 'd', ARGV[7])\n"
+"local t = redis.call('TIME')\n"
+"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+"redis.call('XTRIM', KEYS[1], 'MINID', '~', string.format('%d', now - tonumber(ARGV[2])))\n"
+"redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+"local n = 0\n"
+"local f = redis.call('HGETALL', KEYS[2])\n"
+"for i = 1, #f, 2 do\n"
+"  local b, s, o = string.match(f[i], '^([^|]*)|([^|]*)|(.*)$')\n"
+"  local c = tonumber(f[i + 1]) or 0\n"
+"  if b == nil or c <= 0 or redis.call('EXISTS', ARGV[8] .. b) == 0 then\n"
+"    redis.call('HDEL', KEYS[2], f[i])\n"
+"  elseif (ARGV[4] == '' or s == ARGV[4]) and (ARGV[5] == '' or s ~= ARGV[5]) and\n"
+"      (ARGV[6] == '' or not string.find(',' .. o .. ',', ',' .. ARGV[6] .. ',', 1, true)) then\n"
+"    n = n + c\n"
+"  end\n"
+"end\n"
+"redis.call('PUBLISH', KEYS[3], id .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4] .. '\\n' ..\n"
+"  ARGV[5] .. '\\n' .. ARGV[6] .. '\\n' .. ARGV[7])\n"
+"return {id, n}\n";
+
+/*
+ * KEYS: history stream. ARGV: last id seen ("" = none, just report the newest), max entries.
+ * Returns {status, last_id, entries}: status ok, expired (events after the id were
+ * trimmed or the history is gone) or unknown (the id is newer than anything published).
+ */
+const char bus_replay_script[] =
+"local function parse(id)\n"
+"  local ms, seq = string.match(id, '^(%d+)-(%d+)$')\n"
+"  if ms == nil then return nil end\n"
+"  return {tonumber(ms), tonumber(seq)}\n"
+"end\n"
+"local function less(a, b)\n"
+"  return a[1] < b[1] or (a[1] == b[1] and a[2] < b[2])\n"
+"end\n"
+"if redis.call('EXISTS', KEYS[1]) == 0 then\n"
+"  if ARGV[1] == '' or ARGV[1] == '0-0' then return {'ok', '0-0', {}} end\n"
+"  return {'expired', '0-0', {}}\n"
+"end\n"
+"local info = redis.call('XINFO', 'STREAM', KEYS[1])\n"
+"local last, maxdel = '0-0', '0-0'\n"
+"for i = 1, #info, 2 do\n"
+"  if info[i] == 'last-generated-id' then last = info[i + 1]\n"
+"  elseif info[i] == 'max-deleted-entry-id' then maxdel = info[i + 1] end\n"
+"end\n"
+"if ARGV[1] == '' then return {'ok', last, {}} end\n"
+"local from = parse(ARGV[1])\n"
+"if from == nil or less(parse(last), from) then return {'unknown', last, {}} end\n"
+"if less(from, parse(maxdel)) then return {'expired', last, {}} end\n"
+"local e = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])\n"
+"if #e > 0 and e[#e][1] ~= last then return {'expired', last, {}} end\n"
+"return {'ok', last, e}\n";
+
+/*
+ * KEYS: counts hash. ARGV: broker id, then field/count pairs. Replaces every count of
+ * this broker on the channel (after a (re)subscription), so stale fields cannot linger.
+ */
+const char bus_counts_script[] =
+"local f = redis.call('HKEYS', KEYS[1])\n"
+"local p = ARGV[1] .. '|'\n"
+"for i = 1, #f do\n"
+"  if string.sub(f[i], 1, #p) == p then redis.call('HDEL', KEYS[1], f[i]) end\n"
+"end\n"
+"for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end\n"
+"return 1\n";
+
+/* Key names are built in one place so both daemons agree on the layout. */
+size_t
+bus_key(char *out, size_t outlen, const char *prefix, enum bus_key tag, const char *name)
+{
+	int n = snprintf(out, outlen, "%s%c:%s", prefix, (char)tag, name);
+
+	return n < 0 || (size_t)n >= outlen ? 0 : (size_t)n;
+}
+
+/* Parses a decimal run; returns the position after it or NULL. */
+static const char *
+bus_number(const char *p, const char *end, uint64_t *v)
+{
+	const char *start = p;
+
+	*v = 0;
+	while (p < end && *p >= '0' && *p <= '9') {
+		if (*v > (UINT64_MAX - 9) / 10)
+			return NULL;
+		*v = *v * 10 + (uint64_t)(*p++ - '0');
+	}
+	return p == start ? NULL : p;
+}
+
+/* Stream ids order by (ms, seq); packing keeps that order in one integer. */
+int
+bus_id_parse(const char *id, size_t len, uint64_t *key)
+{
+	const char *end = id + len, *p;
+	uint64_t ms, seq;
+
+	if ((p = bus_number(id, end, &ms)) == NULL || p == end || *p != '-' ||
+	    (p = bus_number(p + 1, end, &seq)) == NULL || p != end)
+		return -1;
+	if (ms >= (UINT64_C(1) << (64 - BUS_SEQ_BITS)) || seq >= (UINT64_C(1) << BUS_SEQ_BITS))
+		return -1;
+	*key = ms << BUS_SEQ_BITS | seq;
+	return 0;
+}
+
+/* The inverse of bus_id_parse. */
+void
+bus_id_format(char *out, size_t outlen, uint64_t key)
+{
+	snprintf(out, outlen, "%" PRIu64 "-%" PRIu64, key >> BUS_SEQ_BITS,
+	    key & ((UINT64_C(1) << BUS_SEQ_BITS) - 1));
+}
+
+/* Cuts the next line off a notification; NULL if there is none. */
+static const char *
+bus_line(const char **p, const char *end, size_t *len)
+{
+	const char *start = *p, *nl = memchr(start, '\n', (size_t)(end - start));
+
+	if (nl == NULL)
+		return NULL;
+	*len = (size_t)(nl - start);
+	*p = nl + 1;
+	return start;
+}
+
+/* Fields are borrowed in place; only data may contain newlines, so it comes last. */
+int
+bus_note_parse(const char *buf, size_t len, struct bus_note *n)
+{
+	const char *p = buf, *end = buf + len;
+
+	if ((n->id = bus_line(&p, end, &n->idlen)) == NULL ||
+	    (n->type = bus_line(&p, end, &n->typelen)) == NULL ||
+	    (n->session = bus_line(&p, end, &n->sessionlen)) == NULL ||
+	    (n->exclude_session = bus_line(&p, end, &n->excludelen)) == NULL ||
+	    (n->origin = bus_line(&p, end, &n->originlen)) == NULL)
+		return -1;
+	n->data = p;
+	n->datalen = (size_t)(end - p);
+	return 0;
+}

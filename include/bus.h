@@ -1,0 +1,49 @@
+/*
+ * The Redis data layout and publish primitive shared by the broker and the pusher:
+ * key names, the server-side scripts (publish: append to the channel's stream, trim,
+ * expire, count subscribers on live brokers and notify, in one atomic step; replay:
+ * what a client that last saw an id has missed), the notification format, and the
+ * packing of Redis stream ids into ordered 64-bit keys. Leaf module: libc only.
+ */
+#ifndef SSEPUSH_BUS_H
+#define SSEPUSH_BUS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define BUS_SEQ_BITS 20			/* ids with more than 2^20 entries in one ms are refused */
+#define BUS_ID_MAX 48			/* "ms-seq" with NUL */
+#define BUS_KEY_MAX 256			/* prefix + tag + channel */
+#define BUS_HEARTBEAT_MS 1000		/* a broker refreshes its liveness key this often */
+#define BUS_ALIVE_MS 3000		/* ... which expires after this: counts of a dead broker vanish */
+#define BUS_FIELD_SEP '|'		/* separates broker, session and origins in a count field */
+
+/*
+ * Keys, all under redis_prefix:
+ *   <prefix>h:<channel>  stream: the channel's history (fields t, s, x, o, d)
+ *   <prefix>n:<channel>  hash: "<broker>|<session>|<origins>" -> local subscriber count
+ *   <prefix>c:<channel>  pub/sub channel: notification of each new event
+ *   <prefix>b:<broker>   string with a TTL: the broker is alive
+ */
+enum bus_key { BUS_KEY_HISTORY = 'h', BUS_KEY_COUNTS = 'n', BUS_KEY_NOTIFY = 'c', BUS_KEY_ALIVE = 'b' };
+
+extern const char bus_publish_script[];
+extern const char bus_replay_script[];
+extern const char bus_counts_script[];
+
+/* Writes "<prefix><tag>:<name>"; returns its length, or 0 if it does not fit. */
+size_t bus_key(char *out, size_t outlen, const char *prefix, enum bus_key tag, const char *name);
+/* Packs "ms-seq" into an ordered key; returns 0, or -1 if it is not a usable stream id. */
+int bus_id_parse(const char *id, size_t len, uint64_t *key);
+/* Formats a key back into "ms-seq". */
+void bus_id_format(char *out, size_t outlen, uint64_t key);
+
+/* One notification as published by the publish script: "id\ntype\nsession\nexclude\norigin\ndata". */
+struct bus_note {
+	const char *id, *type, *session, *exclude_session, *origin, *data;	/* borrowed, NUL-terminated except data */
+	size_t idlen, typelen, sessionlen, excludelen, originlen, datalen;
+};
+/* Splits a notification (not copied); returns 0, or -1 if it is malformed. */
+int bus_note_parse(const char *buf, size_t len, struct bus_note *n);
+
+#endif
