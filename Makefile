@@ -9,7 +9,7 @@ PKGS := libmicrohttpd jansson
 WARN := -Wall -Wextra -Wformat=2 -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wpointer-arith -Wwrite-strings -Wundef
 CFLAGS ?= -O2 -g
-CFLAGS += -std=c11 -D_GNU_SOURCE -pthread $(WARN) -Iinclude -Ibroker
+CFLAGS += -std=c11 -D_GNU_SOURCE -pthread $(WARN) -Iinclude -Ibroker -Ipusher
 ifeq ($(WERROR),1)
 CFLAGS += -Werror
 endif
@@ -29,12 +29,15 @@ endif
 ifneq ($(filter-out clean deps,$(or $(MAKECMDGOALS),all)),)
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+JANSSON_LIBS := $(shell pkg-config --libs jansson 2>/dev/null)
 endif
 
 COMMON_SRC := $(wildcard common/*.c)
 BROKER_SRC := $(wildcard broker/*.c)
-LEAF_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o) $(BUILD)/broker/history.o
+LEAF_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o) $(BUILD)/broker/history.o \
+	$(BUILD)/pusher/notify.o
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
+.SECONDARY: $(LEAF_OBJ)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all clean deps test-deps run test unit functional install
@@ -59,7 +62,7 @@ $(BUILD)/ssepush-broker: $(COMMON_SRC:%.c=$(BUILD)/%.o) $(BROKER_SRC:%.c=$(BUILD
 $(BUILD)/tests/%: tests/unit/%.c $(LEAF_OBJ) $(BUILD)/.flags
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $< $(LEAF_OBJ) -lcmocka -o $@
+	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) $< $(LEAF_OBJ) -lcmocka $(JANSSON_LIBS) -o $@
 
 deps:
 	@packaging/install-deps.sh build
