@@ -40,7 +40,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 .SECONDARY: $(LEAF_OBJ)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all clean deps test-deps run test unit functional install
+.PHONY: all clean deps test-deps run test unit functional install fuzz
 all: $(BUILD)/ssepush-broker
 
 # Rebuild everything when the flags change (e.g. SANITIZER on or off).
@@ -76,6 +76,23 @@ run: deps
 
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+# libFuzzer target for the notify parser (clang; not part of `make test`).
+# FUZZ_TIME seconds; the corpus grows in $(BUILD)/fuzz/corpus, seeded from the fixtures.
+FUZZ_CC ?= clang
+FUZZ_TIME ?= 120
+FUZZ_SRC := tests/fuzz/fuzz_notify.c pusher/notify.c pusher/coalesce.c common/names.c common/utf8.c
+$(BUILD)/fuzz/fuzz_notify: $(FUZZ_SRC) pusher/notify.h pusher/coalesce.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -g -O1 -std=c11 -D_GNU_SOURCE $(WARN) -Iinclude -Ipusher \
+		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+		$(FUZZ_SRC) $(JANSSON_LIBS) -o $@
+
+fuzz: $(BUILD)/fuzz/fuzz_notify
+	@mkdir -p $(BUILD)/fuzz/corpus
+	cp -n tests/fixtures/cyrus-notify/*/*.bin $(BUILD)/fuzz/corpus/
+	$(BUILD)/fuzz/fuzz_notify -max_total_time=$(FUZZ_TIME) -max_len=70000 \
+		-artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus
 
 functional: all
 	SSEPUSH_BROKER=$(abspath $(BUILD)/ssepush-broker) tests/functional/run.sh
