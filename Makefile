@@ -9,7 +9,7 @@ PKGS := libmicrohttpd jansson hiredis libevent
 WARN := -Wall -Wextra -Wformat=2 -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wpointer-arith -Wwrite-strings -Wundef
 CFLAGS ?= -O2 -g
-CFLAGS += -std=c11 -D_GNU_SOURCE -pthread $(WARN) -Iinclude -Ibroker
+CFLAGS += -std=c11 -D_GNU_SOURCE -pthread $(WARN) -Iinclude -Ibroker -Ipusher
 ifeq ($(WERROR),1)
 CFLAGS += -Werror
 endif
@@ -29,15 +29,18 @@ endif
 ifneq ($(filter-out clean deps,$(or $(MAKECMDGOALS),all)),)
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+JANSSON_LIBS := $(shell pkg-config --libs jansson 2>/dev/null)
 endif
 
 COMMON_SRC := $(wildcard common/*.c)
 BROKER_SRC := $(wildcard broker/*.c)
-LEAF_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o) $(BUILD)/broker/history.o
+LEAF_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o) $(BUILD)/broker/history.o \
+	$(BUILD)/pusher/notify.o $(BUILD)/pusher/coalesce.o
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
+.SECONDARY: $(LEAF_OBJ)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all clean deps test-deps run test unit functional install
+.PHONY: all clean deps test-deps run test unit functional install fuzz
 all: $(BUILD)/ssepush-broker
 
 # Rebuild everything when the flags change (e.g. SANITIZER on or off).
@@ -59,7 +62,7 @@ $(BUILD)/ssepush-broker: $(COMMON_SRC:%.c=$(BUILD)/%.o) $(BROKER_SRC:%.c=$(BUILD
 $(BUILD)/tests/%: tests/unit/%.c $(LEAF_OBJ) $(BUILD)/.flags
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $< $(LEAF_OBJ) -lcmocka -o $@
+	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) $< $(LEAF_OBJ) -lcmocka $(JANSSON_LIBS) -o $@
 
 deps:
 	@packaging/install-deps.sh build
@@ -73,6 +76,23 @@ run: deps
 
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+# libFuzzer target for the notify parser (clang; not part of `make test`).
+# FUZZ_TIME seconds; the corpus grows in $(BUILD)/fuzz/corpus, seeded from the fixtures.
+FUZZ_CC ?= clang
+FUZZ_TIME ?= 120
+FUZZ_SRC := tests/fuzz/fuzz_notify.c pusher/notify.c pusher/coalesce.c common/names.c common/utf8.c
+$(BUILD)/fuzz/fuzz_notify: $(FUZZ_SRC) pusher/notify.h pusher/coalesce.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -g -O1 -std=c11 -D_GNU_SOURCE $(WARN) -Iinclude -Ipusher \
+		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+		$(FUZZ_SRC) $(JANSSON_LIBS) -o $@
+
+fuzz: $(BUILD)/fuzz/fuzz_notify
+	@mkdir -p $(BUILD)/fuzz/corpus
+	cp -n tests/fixtures/cyrus-notify/*/*.bin $(BUILD)/fuzz/corpus/
+	$(BUILD)/fuzz/fuzz_notify -max_total_time=$(FUZZ_TIME) -max_len=70000 \
+		-artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus
 
 functional: all
 	SSEPUSH_BROKER=$(abspath $(BUILD)/ssepush-broker) tests/functional/run.sh
