@@ -174,13 +174,13 @@ stream_copy_event(struct stream *s, struct event *ev, char *buf, size_t max)
 			s->partial = event_ref(ev);
 		return k;
 	}
-	event_unref(s->partial);
+	if (ev->published_ns >= s->start_ns)
+		counters_observe_latency(clock_ns() - ev->published_ns);
+	event_unref(s->partial);	/* may free ev: it was the partial one */
 	s->partial = NULL;
 	s->offset = 0;
 	s->sent = true;
 	atomic_fetch_add(&counters.delivered, 1);
-	if (ev->published_ns >= s->start_ns)
-		counters_observe_latency(clock_ns() - ev->published_ns);
 	return k;
 }
 
