@@ -95,6 +95,8 @@ const struct config_directive broker_directives[OPT_COUNT] = {
 	    "unanswered probes before the connection is dropped" },
 	[OPT_LOG_LEVEL] = { "log_level", CONFIG_ENUM, 0, 0, "info", log_levels, true, NULL,
 	    "error, warn, info or debug" },
+	[OPT_DEMO] = { "demo", CONFIG_BOOL, 0, 1, "off", NULL, true, NULL,
+	    "serve the demo page at / (a live event view and a publish form; /ssepush.js is always served)" },
 };
 
 static atomic_llong opt_values[OPT_COUNT];

@@ -5,7 +5,7 @@
 set -eu
 
 build_pkgs="gcc make pkg-config libmicrohttpd-dev libjansson-dev"
-test_pkgs="$build_pkgs libcmocka-dev curl iproute2"
+test_pkgs="$build_pkgs libcmocka-dev curl iproute2 chromium"
 
 case "${1:-build}" in
 	--check) want="$test_pkgs"; check_only=1 ;;
