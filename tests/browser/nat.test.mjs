@@ -36,7 +36,8 @@ test('NAT black hole: missing pings detected, reconnect, events published meanwh
     'the client to notice the missing pings');
   assert.deepEqual(await waitLog(page, 1), [['message', e1.id, 'e1']], 'nothing got through the black hole');
   relay.restore();
-  const log = await waitLog(page, 3);
+  const diag = () => page.evaluate(() => JSON.stringify({ s: window.push.state, r: window.push.reconnects, c: window.push.connects, st: window.states }));
+  const log = await waitLog(page, 3).catch(async (e) => { throw new Error(`${e.message}; client ${await diag()}; relay connections ${relay.connections()}`); });
   assert.deepEqual(log, [
     ['message', e1.id, 'e1'],
     ['message', e2.id, 'e2 while black-holed'],
