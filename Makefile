@@ -36,11 +36,13 @@ COMMON_SRC := $(wildcard common/*.c)
 BROKER_SRC := $(wildcard broker/*.c)
 LEAF_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o) $(BUILD)/broker/history.o \
 	$(BUILD)/pusher/notify.o $(BUILD)/pusher/coalesce.o
+# Served by the broker (broker/static.c), embedded at build time by broker/www/embed.sh.
+WWW := broker/www/ssepush.js broker/www/ssepush.mjs broker/www/demo.html
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 .SECONDARY: $(LEAF_OBJ)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all clean deps test-deps run test unit functional install fuzz
+.PHONY: all clean deps test-deps run test unit functional browser install fuzz
 all: $(BUILD)/ssepush-broker
 
 # Rebuild everything when the flags change (e.g. SANITIZER on or off).
@@ -55,7 +57,16 @@ $(BUILD)/%.o: %.c $(BUILD)/.flags
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/ssepush-broker: $(COMMON_SRC:%.c=$(BUILD)/%.o) $(BROKER_SRC:%.c=$(BUILD)/%.o)
+$(BUILD)/gen/www.c: broker/www/embed.sh $(WWW)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  EMBED   $(WWW)")
+	$(Q)broker/www/embed.sh $@ $(WWW)
+
+$(BUILD)/gen/www.o: $(BUILD)/gen/www.c $(BUILD)/.flags
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+
+$(BUILD)/ssepush-broker: $(COMMON_SRC:%.c=$(BUILD)/%.o) $(BROKER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/www.o
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -pthread $^ $(PKG_LIBS) -o $@
 
@@ -72,7 +83,7 @@ test-deps:
 
 run: deps
 	@$(MAKE) --no-print-directory all
-	exec $(BUILD)/ssepush-broker
+	exec $(BUILD)/ssepush-broker --demo on
 
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
@@ -97,14 +108,19 @@ fuzz: $(BUILD)/fuzz/fuzz_notify
 functional: all
 	SSEPUSH_BROKER=$(abspath $(BUILD)/ssepush-broker) tests/functional/run.sh
 
+browser: all
+	SSEPUSH_BROKER=$(abspath $(BUILD)/ssepush-broker) tests/browser/run.sh
+
 test: test-deps
 	@$(MAKE) --no-print-directory all unit
 	tests/packaging.sh $(BUILD)/ssepush-broker
 	@$(MAKE) --no-print-directory functional
+	@$(MAKE) --no-print-directory browser
 
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/ssepush
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/ssepush $(DESTDIR)$(PREFIX)/share/ssepush
 	install -m 755 $(BUILD)/ssepush-broker $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 broker/www/ssepush.js broker/www/ssepush.mjs $(DESTDIR)$(PREFIX)/share/ssepush/
 	install -m 644 packaging/ssepush-broker.conf $(DESTDIR)/etc/ssepush/
 
 clean:

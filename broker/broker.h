@@ -41,7 +41,7 @@ enum opt {
 	OPT_MAX_SUBSCRIBERS_PER_CHANNEL, OPT_MAX_CHANNELS, OPT_MAX_MESSAGE_SIZE,
 	OPT_MAX_BATCH, OPT_CONNECTION_MEMORY, OPT_REQUEST_TIMEOUT,
 	OPT_TCP_KEEPALIVE, OPT_TCP_KEEPIDLE, OPT_TCP_KEEPINTVL, OPT_TCP_KEEPCNT,
-	OPT_LOG_LEVEL, OPT_REDIS, OPT_REDIS_PREFIX,
+	OPT_LOG_LEVEL, OPT_REDIS, OPT_REDIS_PREFIX, OPT_DEMO,
 	OPT_COUNT
 };
 
@@ -200,6 +200,7 @@ enum MHD_Result http_error(struct MHD_Connection *conn, unsigned status, const c
 enum MHD_Result http_json(struct MHD_Connection *conn, unsigned status, const char *body);
 const char *http_arg(struct MHD_Connection *conn, const char *name);
 size_t http_unescape(void *cls, struct MHD_Connection *conn, char *s);
+enum MHD_Result http_method_not_allowed(struct MHD_Connection *conn, const char *allow);
 
 /* publish.c */
 enum MHD_Result publish_handle(struct MHD_Connection *conn, const char *url,
@@ -215,5 +216,17 @@ int shard_start_all(void);
 void shard_quiesce_all(void);
 void shard_stop_all(void);
 const char *shard_listen_addr(void);
+
+/* static.c, and the embedded files generated from broker/www/ at build time */
+struct www_file {
+	const char *path;		/* URL path */
+	const char *type;		/* Content-Type */
+	const unsigned char *data;
+	size_t len;
+	const char *etag;		/* quoted */
+};
+extern const struct www_file www_files[];
+extern const size_t www_count;
+enum MHD_Result static_handle(struct MHD_Connection *conn, const char *url, const char *method);
 
 #endif

@@ -50,7 +50,7 @@ http_error(struct MHD_Connection *conn, unsigned status, const char *msg)
 }
 
 /* 405 with the Allow header the client should have used. */
-static enum MHD_Result
+enum MHD_Result
 http_method_not_allowed(struct MHD_Connection *conn, const char *allow)
 {
 	struct MHD_Response *r;
@@ -169,7 +169,7 @@ http_access(void *cls, struct MHD_Connection *conn, const char *url, const char 
 			return http_method_not_allowed(conn, "GET, HEAD");
 		return ops_handle(conn, url);
 	}
-	return http_error(conn, MHD_HTTP_NOT_FOUND, "not found");
+	return static_handle(conn, url, method);	/* ssepush.js, the demo page, or 404 */
 }
 
 /* Frees per-request state once MHD is done with the request. */

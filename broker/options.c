@@ -111,6 +111,8 @@ const struct config_directive broker_directives[OPT_COUNT] = {
 	    "redis://[:password@]host:port[/db] or unix:/path[?db=N]: brokers share publishes, history and counts; empty = standalone" },
 	[OPT_REDIS_PREFIX] = { "redis_prefix", CONFIG_STRING, 0, 64, "ssepush:", NULL, false, NULL,
 	    "prefix of every Redis key and pub/sub channel (several deployments can share one Redis)" },
+	[OPT_DEMO] = { "demo", CONFIG_BOOL, 0, 1, "off", NULL, true, NULL,
+	    "serve the demo page at / (a live event view and a publish form; /ssepush.js is always served)" },
 };
 
 static atomic_llong opt_values[OPT_COUNT];

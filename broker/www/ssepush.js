@@ -1,0 +1,521 @@
+/*
+ * ssepush.js: the browser client of the ssepush broker. No dependencies.
+ *
+ * A native EventSource alone stops delivering in ways users only notice as "push
+ * randomly stopped": it gives up for good after a network error while offline, may
+ * keep saying OPEN after the machine slept, and behind a NAT box that silently forgot
+ * the mapping nothing arrives and nothing errors. This client watches the broker's ping
+ * events, recreates the EventSource itself (keeping the last event id in the URL, since
+ * a new object does not send Last-Event-ID), notices sleep, falls back to long-poll
+ * with fetch, surfaces `reset`, asks the application for a fresh token before each
+ * reconnect, and can share one connection among the tabs of an origin.
+ *
+ * Classic script: <script src="/ssepush.js"></script> defines window.SsePush.
+ * ES module: import SsePush from '/ssepush.mjs' (a thin wrapper around this file).
+ * CommonJS: module.exports = SsePush.
+ */
+(function (root, factory) {
+	'use strict';
+	var SsePush = factory();
+	if (typeof module === 'object' && module && module.exports)
+		module.exports = SsePush;
+	if (root)
+		root.SsePush = SsePush;
+})(typeof globalThis !== 'undefined' ? globalThis : typeof self !== 'undefined' ? self : this, function () {
+	'use strict';
+
+	var DEFAULTS = {
+		ping: null,		/* seconds asked with ?ping= (null: the broker's default; 0: none) */
+		pingInterval: 300,	/* seconds assumed until the first ping says otherwise */
+		pingFactor: 1.2,	/* no event or ping for pingFactor x interval: dead */
+		pingSlack: 2000,	/* ms; the watchdog waits at least interval + this */
+		retryDelay: 30000,	/* ms before recreating a CLOSED connection */
+		retryMax: 300000,	/* ms; the delay doubles per failure up to this */
+		retryJitter: 0.5,	/* up to +50% random, so clients do not return together */
+		sleepCheck: 20000,	/* ms between sleep checks */
+		sleepThreshold: 90000,	/* ms a timer may be late before we call it sleep */
+		longPoll: false,	/* true: long-poll even where EventSource exists */
+		shared: false,		/* share one connection among this origin's tabs */
+		lastEventId: null,	/* resume after this id (e.g. kept by the application) */
+		token: null,		/* subscriber token, sent as ?token= */
+		getToken: null,		/* function returning a token (or a promise of one) */
+		session: null,
+		origin: null,
+		withCredentials: false,
+		types: [],		/* event types to listen to before on() is called */
+		recentIds: 200		/* ids remembered to drop duplicates */
+	};
+
+	function now() { return Date.now(); }
+
+	/* Incremental text/event-stream parser (for long-poll), as the HTML standard says. */
+	function SseParser(onFrame) {
+		this.buf = '';
+		this.onFrame = onFrame;
+		this.reset();
+	}
+	SseParser.prototype.reset = function () {
+		this.data = [];
+		this.type = '';
+		this.id = undefined;
+	};
+	SseParser.prototype.feed = function (text) {
+		var m, line, re = /\r\n|\n|\r/g;
+		this.buf += text;
+		for (;;) {
+			re.lastIndex = 0;
+			m = re.exec(this.buf);
+			if (!m || (m[0] === '\r' && m.index === this.buf.length - 1))
+				return;
+			line = this.buf.slice(0, m.index);
+			this.buf = this.buf.slice(m.index + m[0].length);
+			this.line(line);
+		}
+	};
+	SseParser.prototype.line = function (line) {
+		var i, name, value;
+		if (line === '') {
+			if (this.data.length > 0 || this.id !== undefined)
+				this.onFrame(this.type || 'message', this.data.length > 0 ? this.data.join('\n') : null, this.id);
+			this.reset();
+			return;
+		}
+		if (line.charAt(0) === ':')
+			return;
+		i = line.indexOf(':');
+		name = i < 0 ? line : line.slice(0, i);
+		value = i < 0 ? '' : line.slice(i + 1);
+		if (value.charAt(0) === ' ')
+			value = value.slice(1);
+		if (name === 'data')
+			this.data.push(value);
+		else if (name === 'event')
+			this.type = value;
+		else if (name === 'id' && value.indexOf('\0') < 0)
+			this.id = value;
+	};
+
+	/**
+	 * new SsePush(url, options): connects at once to url (e.g. '/events/alice').
+	 * on(type, fn) / off(type, fn): fn({type, data, id}); type '*' sees every event.
+	 * onreset({reason, id}), onstate(state), onevent(event): optional callbacks.
+	 * state: 'connecting', 'open', 'waiting' (before a retry), 'closed' (close()).
+	 * close(): stops for good.
+	 */
+	function SsePush(url, options) {
+		var k, self = this;
+		if (!(this instanceof SsePush))
+			return new SsePush(url, options);
+		this.options = {};
+		for (k in DEFAULTS)
+			this.options[k] = DEFAULTS[k];
+		for (k in options || {})
+			this.options[k] = options[k];
+		this.url = url;
+		this.state = 'connecting';
+		this.role = 'solo';		/* 'leader' or 'follower' when shared */
+		this.transport = this.options.longPoll || typeof EventSource === 'undefined' ? 'longpoll' : 'eventsource';
+		this.lastEventId = this.options.lastEventId || null;
+		this.connects = 0;		/* connections this object opened */
+		this.reconnects = [];		/* reasons, for the application's diagnostics */
+		this.onreset = null;
+		this.onstate = null;
+		this.onevent = null;
+		this._listeners = {};
+		this._types = {};
+		this._recent = [];
+		this._failures = 0;
+		this._gen = 0;
+		this._interval = this.options.ping === 0 ? 0 : this.options.ping > 0 ? this.options.ping : this.options.pingInterval;
+		this._token = this.options.token;
+		this._closed = false;
+		this._es = null;
+		this._abort = null;
+		this._timers = {};
+		for (k = 0; k < this.options.types.length; k++)
+			this._types[this.options.types[k]] = true;
+		this._ononline = function () { if (self.role !== 'follower') self._reconnect('online', true); };
+		if (typeof addEventListener === 'function')
+			addEventListener('online', this._ononline);
+		this._sleepTick();
+		if (this.options.shared && typeof BroadcastChannel === 'function' &&
+		    typeof navigator === 'object' && navigator.locks && navigator.locks.request)
+			this._share();
+		else
+			this._connect();
+	}
+
+	/* Adds a listener for one event type ('*' for all; 'ping' and 'reset' too). */
+	SsePush.prototype.on = function (type, fn) {
+		(this._listeners[type] = this._listeners[type] || []).push(fn);
+		if (type !== '*' && !this._types[type]) {
+			this._types[type] = true;
+			if (this._es)
+				this._listen(this._es, type, this._gen);
+			if (this._bc && this.role === 'follower')
+				this._bc.postMessage({ kind: 'types', types: [type] });
+		}
+		return this;
+	};
+
+	/* Removes a listener added with on(). */
+	SsePush.prototype.off = function (type, fn) {
+		var l = this._listeners[type] || [], i = l.indexOf(fn);
+		if (i >= 0)
+			l.splice(i, 1);
+		return this;
+	};
+
+	/* Stops for good: closes the connection, leaves the tab group, clears timers. */
+	SsePush.prototype.close = function () {
+		var t;
+		if (this._closed)
+			return;
+		this._closed = true;
+		this._stopTransport();
+		for (t in this._timers)
+			clearTimeout(this._timers[t]);
+		this._timers = {};
+		if (typeof removeEventListener === 'function')
+			removeEventListener('online', this._ononline);
+		if (this._releaseLock)
+			this._releaseLock();
+		if (this._bc)
+			this._bc.close();
+		this._setState('closed');
+	};
+
+	SsePush.prototype._timer = function (name, ms, fn) {
+		var self = this, due = now() + ms;
+		clearTimeout(this._timers[name]);
+		this._timers[name] = setTimeout(function () {
+			delete self._timers[name];
+			if (self._closed)
+				return;
+			/* A timer far later than scheduled means the machine slept. */
+			if (now() - due > self.options.sleepThreshold)
+				self._reconnect('sleep', true);
+			else
+				fn();
+		}, ms);
+	};
+
+	SsePush.prototype._sleepTick = function () {
+		var self = this;
+		this._timer('sleep', this.options.sleepCheck, function () { self._sleepTick(); });
+	};
+
+	SsePush.prototype._setState = function (state) {
+		if (this.state === state)
+			return;
+		this.state = state;
+		if (this.role === 'leader' && this._bc && !this._closed)
+			this._bc.postMessage({ kind: 'state', state: state });
+		if (typeof this.onstate === 'function')
+			this.onstate(state);
+	};
+
+	/* Builds the request URL: the application's query plus ours. */
+	SsePush.prototype._requestUrl = function (longpoll) {
+		var base = typeof location === 'object' ? location.href : undefined;
+		var u = new URL(this.url, base), q = u.searchParams, o = this.options;
+		q.delete('last_event_id');
+		if (this.lastEventId)
+			q.set('last_event_id', this.lastEventId);
+		if (o.ping !== null && o.ping !== undefined)
+			q.set('ping', String(o.ping));
+		if (this._token)
+			q.set('token', this._token);
+		if (o.session)
+			q.set('session', o.session);
+		if (o.origin)
+			q.set('origin', o.origin);
+		if (longpoll)
+			q.set('closeafter', 'event');
+		return u.toString();
+	};
+
+	/* Arms the dead-connection watchdog: 1.2 x the ping interval without a sign of life. */
+	SsePush.prototype._watch = function () {
+		var self = this, s = this._interval * 1000, o = this.options;
+		if (!(this._interval > 0) || this.role === 'follower')
+			return;
+		this._timer('watchdog', Math.max(s * o.pingFactor, s + o.pingSlack), function () {
+			self._reconnect('ping timeout', true);
+		});
+	};
+
+	/* Asks the application for a token (if it gave getToken), then connects. */
+	SsePush.prototype._connect = function () {
+		var self = this, gen = ++this._gen, t;
+		if (this._closed)
+			return;
+		this._setState('connecting');
+		if (typeof this.options.getToken !== 'function')
+			return this._open(gen);
+		try {
+			t = this.options.getToken();
+		} catch (e) {
+			return this._failed(gen, 'token');
+		}
+		Promise.resolve(t).then(function (token) {
+			if (gen !== self._gen || self._closed)
+				return;
+			self._token = token;
+			self._open(gen);
+		}, function () { self._failed(gen, 'token'); });
+	};
+
+	SsePush.prototype._open = function (gen) {
+		this.connects++;
+		this._watch();
+		if (this.transport === 'longpoll')
+			this._poll(gen);
+		else
+			this._openEventSource(gen);
+	};
+
+	SsePush.prototype._listen = function (es, type, gen) {
+		var self = this;
+		es.addEventListener(type, function (e) {
+			if (gen === self._gen)
+				self._frame(type, e.data, type === 'ping' ? undefined : e.lastEventId);
+		});
+	};
+
+	SsePush.prototype._openEventSource = function (gen) {
+		var self = this, t, es;
+		es = this._es = new EventSource(this._requestUrl(false),
+		    { withCredentials: !!this.options.withCredentials });
+		es.onopen = function () {
+			if (gen !== self._gen)
+				return;
+			self._failures = 0;
+			self._setState('open');
+			self._watch();
+		};
+		es.onerror = function () {
+			if (gen !== self._gen)
+				return;
+			if (es.readyState === 2)	/* CLOSED: the browser gave up */
+				self._failed(gen, 'closed');
+			else if (typeof self.options.getToken === 'function')
+				self._failed(gen, 'error');	/* reconnect ourselves with a fresh token */
+			else
+				self._setState('connecting');	/* the browser retries by itself */
+		};
+		this._listen(es, 'message', gen);
+		this._listen(es, 'ping', gen);
+		this._listen(es, 'reset', gen);
+		for (t in this._types)
+			if (t !== 'message' && t !== 'ping' && t !== 'reset')
+				this._listen(es, t, gen);
+	};
+
+	/* One long-poll request; the next one starts when it ends. */
+	SsePush.prototype._poll = function (gen) {
+		var self = this, ctl = typeof AbortController === 'function' ? new AbortController() : null;
+		var parser = new SseParser(function (type, data, id) {
+			if (gen === self._gen)
+				self._frame(type, data, id);
+		});
+		this._abort = ctl;
+		fetch(this._requestUrl(true), {
+			headers: { Accept: 'text/event-stream' },
+			cache: 'no-store',
+			credentials: this.options.withCredentials ? 'include' : 'same-origin',
+			signal: ctl ? ctl.signal : undefined
+		}).then(function (res) {
+			var reader, dec;
+			if (!res.ok)
+				throw new Error('HTTP ' + res.status);
+			if (gen !== self._gen)
+				return;
+			self._failures = 0;
+			self._setState('open');
+			if (!res.body || !res.body.getReader || typeof TextDecoder !== 'function')
+				return res.text().then(function (text) { parser.feed(text + '\n\n'); });
+			reader = res.body.getReader();
+			dec = new TextDecoder();
+			return (function pump() {
+				return reader.read().then(function (r) {
+					if (r.done) {
+						parser.feed(dec.decode() + '\n\n');
+						return;
+					}
+					parser.feed(dec.decode(r.value, { stream: true }));
+					return pump();
+				});
+			})();
+		}).then(function () {
+			if (gen === self._gen && !self._closed) {
+				self._watch();
+				self._poll(gen);
+			}
+		}, function () {
+			if (gen === self._gen)
+				self._failed(gen, 'closed');
+		});
+	};
+
+	SsePush.prototype._stopTransport = function () {
+		this._gen++;
+		if (this._es) {
+			this._es.close();
+			this._es = null;
+		}
+		if (this._abort) {
+			this._abort.abort();
+			this._abort = null;
+		}
+		clearTimeout(this._timers.watchdog);
+		clearTimeout(this._timers.retry);
+	};
+
+	/* The connection failed: retry after retryDelay, doubled per failure, with jitter. */
+	SsePush.prototype._failed = function (gen, why) {
+		var self = this, o = this.options, d;
+		if (gen !== this._gen || this._closed)
+			return;
+		this._stopTransport();
+		d = Math.min(o.retryMax, o.retryDelay * Math.pow(2, this._failures));
+		d = Math.min(o.retryMax, d * (1 + Math.random() * o.retryJitter));
+		this._failures++;
+		this._setState('waiting');
+		this._timer('retry', d, function () {
+			self.reconnects.push(why);
+			self._connect();
+		});
+	};
+
+	/*
+	 * Drops the current connection and connects again: at once the first time, after the
+	 * growing retry delay when it keeps happening without a connection getting through.
+	 */
+	SsePush.prototype._reconnect = function (why, now_) {
+		if (why === 'sleep')
+			this._sleepTick();
+		if (this._closed || this.role === 'follower')
+			return;
+		if (why === 'sleep' || why === 'online')
+			this._failures = 0;
+		if (now_ && this._failures === 0) {
+			this._stopTransport();
+			this._failures++;
+			this.reconnects.push(why);
+			this._connect();
+		} else {
+			this._failures = Math.max(this._failures, 1);
+			this._failed(this._gen, why);
+		}
+	};
+
+	/* Handles one frame from the broker (own connection). */
+	SsePush.prototype._frame = function (type, data, id) {
+		var p;
+		this._watch();
+		if (type === 'ping') {
+			try {
+				p = JSON.parse(data);
+				if (p && p.interval >= 0)
+					this._interval = p.interval;
+			} catch (e) { /* keep the interval */ }
+			this._watch();
+			this._emit({ type: 'ping', data: data, id: null });
+			return;
+		}
+		if (id && this._seen(id) && type !== 'reset')
+			return;
+		if (this.role === 'leader')
+			this._bc.postMessage({ kind: 'event', type: type, data: data, id: id || null });
+		this._deliver(type, data, id);
+	};
+
+	/* Remembers id; returns true if it was delivered before (a duplicate). */
+	SsePush.prototype._seen = function (id) {
+		if (this._recent.indexOf(id) >= 0)
+			return true;
+		this._recent.push(id);
+		if (this._recent.length > this.options.recentIds)
+			this._recent.shift();
+		return false;
+	};
+
+	SsePush.prototype._deliver = function (type, data, id) {
+		var r;
+		if (id)
+			this.lastEventId = id;
+		if (type === 'reset') {
+			try {
+				r = JSON.parse(data);
+			} catch (e) {
+				r = {};
+			}
+			r = { reason: r && r.reason ? r.reason : 'unknown', id: id || null };
+			if (typeof this.onreset === 'function')
+				this.onreset(r);
+		}
+		this._emit({ type: type, data: data, id: id || null });
+	};
+
+	SsePush.prototype._emit = function (ev) {
+		var l = (this._listeners[ev.type] || []).concat(ev.type === 'ping' ? [] : this._listeners['*'] || []);
+		var i;
+		if (ev.type !== 'ping' && typeof this.onevent === 'function')
+			this.onevent(ev);
+		for (i = 0; i < l.length; i++) {
+			try {
+				l[i].call(this, ev);
+			} catch (e) {
+				setTimeout(function () { throw e; });
+			}
+		}
+	};
+
+	/* Tab sharing: the tab holding the Web Lock connects and relays on a BroadcastChannel. */
+	SsePush.prototype._share = function () {
+		var self = this, key = 'ssepush:' + new URL(this.url, typeof location === 'object' ? location.href : undefined).toString();
+		this.role = 'follower';
+		this._bc = new BroadcastChannel(key);
+		this._bc.onmessage = function (m) { self._shared(m.data || {}); };
+		navigator.locks.request(key, function () {
+			if (self._closed)
+				return;
+			self.role = 'leader';
+			self._bc.postMessage({ kind: 'leader' });
+			self._connect();
+			return new Promise(function (resolve) { self._releaseLock = resolve; });
+		});
+		this._bc.postMessage({ kind: 'hello', types: Object.keys(this._types) });
+	};
+
+	SsePush.prototype._shared = function (m) {
+		var i;
+		if (this._closed)
+			return;
+		if (this.role === 'leader') {
+			if (m.kind === 'hello') {
+				this._bc.postMessage({ kind: 'state', state: this.state });
+			}
+			if (m.kind === 'hello' || m.kind === 'types') {
+				for (i = 0; i < (m.types || []).length; i++)
+					if (!this._types[m.types[i]]) {
+						this._types[m.types[i]] = true;
+						if (this._es)
+							this._listen(this._es, m.types[i], this._gen);
+					}
+			}
+			return;
+		}
+		if (m.kind === 'leader')
+			this._bc.postMessage({ kind: 'types', types: Object.keys(this._types) });
+		else if (m.kind === 'state')
+			this._setState(m.state);
+		else if (m.kind === 'event' && !(m.id && this._seen(m.id) && m.type !== 'reset'))
+			this._deliver(m.type, m.data, m.id);
+	};
+
+	SsePush.SseParser = SseParser;
+	SsePush.DEFAULTS = DEFAULTS;
+	return SsePush;
+});
