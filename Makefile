@@ -4,7 +4,7 @@
 PREFIX ?= /usr/local
 BUILD ?= build
 CC ?= cc
-PKGS := libmicrohttpd jansson hiredis libevent
+PKGS := libmicrohttpd jansson hiredis libevent libjwt
 
 WARN := -Wall -Wextra -Wformat=2 -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wpointer-arith -Wwrite-strings -Wundef
@@ -35,7 +35,7 @@ endif
 COMMON_SRC := $(wildcard common/*.c)
 BROKER_SRC := $(wildcard broker/*.c)
 LEAF_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o) $(BUILD)/broker/history.o \
-	$(BUILD)/pusher/notify.o $(BUILD)/pusher/coalesce.o
+	$(BUILD)/broker/cidr.o $(BUILD)/pusher/notify.o $(BUILD)/pusher/coalesce.o
 # Served by the broker (broker/static.c), embedded at build time by broker/www/embed.sh.
 WWW := broker/www/ssepush.js broker/www/ssepush.mjs broker/www/demo.html
 UNIT_SRC := $(wildcard tests/unit/test_*.c)

@@ -32,10 +32,13 @@
 #define BUS_COUNTS_TTL 86400		/* seconds a channel's count hash lives without refresh */
 #define BUS_REFRESH_SECONDS 600		/* how often live brokers refresh that TTL */
 #define BUS_QUEUE_MAX 100000		/* jobs waiting for the Redis thread, at most */
+#define BROKER_SECRET_MIN 32		/* bytes in a token or publish secret */
 
 /* Directive indexes into the broker's table (options.c). */
 enum opt {
 	OPT_LISTEN, OPT_PUBLISH_LISTEN, OPT_AUTH, OPT_THREADS,
+	OPT_TOKEN_SECRET, OPT_TOKEN_SECRET_FILE, OPT_MAX_TOKEN_SIZE, OPT_TRUSTED_PROXIES,
+	OPT_PUBLISH_SECRET, OPT_PUBLISH_SECRET_FILE, OPT_CORS_ORIGINS,
 	OPT_PING_INTERVAL, OPT_PING_MIN, OPT_PING_MAX, OPT_RECONNECT_MS,
 	OPT_HISTORY_SIZE, OPT_HISTORY_TTL, OPT_MAX_CONNECTIONS,
 	OPT_MAX_SUBSCRIBERS_PER_CHANNEL, OPT_MAX_CHANNELS, OPT_MAX_MESSAGE_SIZE,
@@ -43,6 +46,17 @@ enum opt {
 	OPT_TCP_KEEPALIVE, OPT_TCP_KEEPIDLE, OPT_TCP_KEEPINTVL, OPT_TCP_KEEPCNT,
 	OPT_LOG_LEVEL, OPT_REDIS, OPT_REDIS_PREFIX, OPT_DEMO,
 	OPT_COUNT
+};
+
+/* Values of the auth directive. */
+enum auth_mode { AUTH_NONE, AUTH_TOKEN, AUTH_PROXY };
+
+/* Why a request was let in or refused (auth.c fills it, the caller sends the refusal). */
+struct auth_result {
+	unsigned status;		/* 401 or 403 when refused */
+	int reason;			/* index into auth.c's reasons */
+	const char *msg;		/* static text for the JSON error */
+	char session[129];		/* the token's sid (NAMES_ID_MAX + 1), or "" */
 };
 
 /* A channel: its history and its local subscribers, under one lock. */
@@ -201,6 +215,25 @@ enum MHD_Result http_json(struct MHD_Connection *conn, unsigned status, const ch
 const char *http_arg(struct MHD_Connection *conn, const char *name);
 size_t http_unescape(void *cls, struct MHD_Connection *conn, char *s);
 enum MHD_Result http_method_not_allowed(struct MHD_Connection *conn, const char *allow);
+
+/* auth.c */
+int auth_check_config(const struct config *c, const char *path, config_error_fn *report,
+    void *arg);
+int auth_init(const struct config *c);
+void auth_free(void);
+int auth_subscriber(struct MHD_Connection *conn, const char *channel, size_t len,
+    struct auth_result *r);
+int auth_publisher(struct MHD_Connection *conn, struct auth_result *r);
+enum MHD_Result auth_refuse(struct MHD_Connection *conn, const struct auth_result *r);
+void auth_client_addr(struct MHD_Connection *conn, char *buf, size_t len);
+int auth_mint(const char *channel, const char *session, long long ttl, FILE *out);
+void auth_metrics(FILE *f);
+
+/* cors.c */
+void cors_headers(struct MHD_Connection *conn, struct MHD_Response *r);
+enum MHD_Result cors_preflight(struct MHD_Connection *conn, const char *url,
+    bool serves_publish);
+int cors_check_origins(const char *v, char *err, size_t errlen);
 
 /* publish.c */
 enum MHD_Result publish_handle(struct MHD_Connection *conn, const char *url,

@@ -28,6 +28,7 @@ http_json(struct MHD_Connection *conn, unsigned status, const char *body)
 	MHD_add_response_header(r, "Cache-Control", "no-store");
 	if (status == MHD_HTTP_SERVICE_UNAVAILABLE || status == MHD_HTTP_TOO_MANY_REQUESTS)
 		MHD_add_response_header(r, "Retry-After", BROKER_RETRY_AFTER);
+	cors_headers(conn, r);
 	ret = MHD_queue_response(conn, status, r);
 	MHD_destroy_response(r);
 	return ret;
@@ -62,6 +63,7 @@ http_method_not_allowed(struct MHD_Connection *conn, const char *allow)
 		return MHD_NO;
 	MHD_add_response_header(r, "Content-Type", "application/json");
 	MHD_add_response_header(r, "Allow", allow);
+	cors_headers(conn, r);
 	ret = MHD_queue_response(conn, MHD_HTTP_METHOD_NOT_ALLOWED, r);
 	MHD_destroy_response(r);
 	atomic_fetch_add(&counters.rejected, 1);
@@ -147,11 +149,14 @@ http_access(void *cls, struct MHD_Connection *conn, const char *url, const char 
 	bool get = strcmp(method, MHD_HTTP_METHOD_GET) == 0;
 	bool serves_publish = cls != NULL;
 	const char *rest;
+	struct auth_result ar;
 
 	(void)version;
 	if (*req_cls != NULL && *(enum req_kind *)*req_cls == REQ_PUBLISH)
 		return publish_handle(conn, url, upload, upload_size, req_cls);	/* body chunk */
 	http_log_request(method, url);
+	if (strcmp(method, MHD_HTTP_METHOD_OPTIONS) == 0 && *opt_str(OPT_CORS_ORIGINS) != '\0')
+		return cors_preflight(conn, url, serves_publish);
 	if (http_route(url, HTTP_EVENTS, &rest)) {
 		if (!get)
 			return http_method_not_allowed(conn, "GET");
@@ -161,12 +166,16 @@ http_access(void *cls, struct MHD_Connection *conn, const char *url, const char 
 	    http_route(url, HTTP_PUBLISH "/", &rest))) {
 		if (strcmp(method, MHD_HTTP_METHOD_POST) != 0)
 			return http_method_not_allowed(conn, "POST");
+		if (auth_publisher(conn, &ar) == -1)
+			return auth_refuse(conn, &ar);
 		return publish_handle(conn, url, upload, upload_size, req_cls);
 	}
 	if (serves_publish && (strcmp(url, "/healthz") == 0 || strcmp(url, "/metrics") == 0 ||
 	    strcmp(url, "/stats") == 0 || strncmp(url, "/stats/", 7) == 0)) {
 		if (!get && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
 			return http_method_not_allowed(conn, "GET, HEAD");
+		if (strcmp(url, "/healthz") != 0 && auth_publisher(conn, &ar) == -1)
+			return auth_refuse(conn, &ar);
 		return ops_handle(conn, url);
 	}
 	return static_handle(conn, url, method);	/* ssepush.js, the demo page, or 404 */

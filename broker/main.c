@@ -25,17 +25,21 @@ char broker_boot[BROKER_BOOT_HEX + 1];
 static const char *config_path;
 static int override_argc;
 static char **override_argv;
+static const char *mint_channel, *mint_session, *mint_ttl;	/* --mint-token */
 
 /* Prints usage and every directive with its default. */
 static void
 usage(FILE *out)
 {
 	fprintf(out, "usage: ssepush-broker [-f file] [-n] [-v] [-V] [-h] [--directive value ...]\n"
+	    "       ssepush-broker [-f file] --mint-token CHANNEL [--session S] [--ttl SECONDS]\n"
 	    "  -f file  read this configuration file\n"
 	    "  -n       check the configuration, print \"configuration OK\" and exit\n"
 	    "  -v       log at debug level\n"
 	    "  -V       print the version and exit\n"
-	    "  -h       print this help and the directives\n\n");
+	    "  -h       print this help and the directives\n"
+	    "  --mint-token CHANNEL  print a subscriber token signed with token_secret\n"
+	    "           (--session: its sid; --ttl: seconds it stays valid, default 3600)\n\n");
 	config_print_defaults(broker_directives, OPT_COUNT, out);
 }
 
@@ -67,6 +71,8 @@ load_config(config_error_fn *report)
 	errors = config_load_args(c, override_argc, override_argv, report, NULL);
 	if (config_path != NULL && config_load_file(c, config_path, report, NULL) != 0)
 		errors++;
+	if (errors == 0)
+		errors += auth_check_config(c, config_path, report, NULL);
 	if (errors > 0) {
 		config_free(c);
 		return NULL;
@@ -161,6 +167,47 @@ parse_flag(char f, bool *check)
 	}
 }
 
+/* Takes --mint-token, --session and --ttl with their value; false for other arguments. */
+static bool
+parse_mint_flag(int argc, char **argv, int *i)
+{
+	const char **slot;
+
+	if (strcmp(argv[*i], "--mint-token") == 0)
+		slot = &mint_channel;
+	else if (strcmp(argv[*i], "--session") == 0)
+		slot = &mint_session;
+	else if (strcmp(argv[*i], "--ttl") == 0)
+		slot = &mint_ttl;
+	else
+		return false;
+	if (*i + 1 >= argc) {
+		fprintf(stderr, "ssepush-broker: %s needs a value\n", argv[*i]);
+		exit(1);
+	}
+	*slot = argv[++*i];
+	return true;
+}
+
+/* Prints a token for --mint-token with the loaded config's secret; returns the exit code. */
+static int
+mint_token(void)
+{
+	char *end;
+	long long ttl = 3600;
+
+	if (mint_ttl != NULL) {
+		ttl = strtoll(mint_ttl, &end, 10);
+		if (*mint_ttl < '0' || *mint_ttl > '9' || *end != '\0') {
+			fprintf(stderr, "ssepush-broker: --ttl: '%s' is not a number of seconds\n", mint_ttl);
+			return 1;
+		}
+	}
+	if (auth_init(broker_config) == -1)
+		return 1;
+	return auth_mint(mint_channel, mint_session, ttl, stdout) == 0 ? 0 : 1;
+}
+
 /*
  * Parses the daemon's flags (-f FILE, -n, -v, -V, -h, in any order) and sets aside
  * every "--directive value" pair for config_load_args. Returns whether -n was given.
@@ -174,7 +221,9 @@ parse_flags(int argc, char **argv)
 	const char *p;
 
 	for (i = 1; i < argc; i++) {
-		if (strncmp(argv[i], "--", 2) == 0) {
+		if (parse_mint_flag(argc, argv, &i)) {
+			continue;
+		} else if (strncmp(argv[i], "--", 2) == 0) {
 			if (override_argc + 2 > (int)(sizeof rest / sizeof rest[0]))
 				fatal("command line: too many arguments");
 			rest[override_argc++] = argv[i];
@@ -196,6 +245,10 @@ parse_flags(int argc, char **argv)
 		}
 	}
 	override_argv = rest;
+	if (mint_channel == NULL && (mint_session != NULL || mint_ttl != NULL)) {
+		fprintf(stderr, "ssepush-broker: --session and --ttl go with --mint-token\n");
+		exit(1);
+	}
 	return check;
 }
 
@@ -229,6 +282,13 @@ main(int argc, char **argv)
 		config_free(broker_config);
 		return 0;
 	}
+	if (mint_channel != NULL) {
+		int rc = mint_token();
+
+		auth_free();
+		config_free(broker_config);
+		return rc;
+	}
 	options_snapshot(broker_config);
 	if (verbose)
 		log_set_level(LOG_DEBUG);
@@ -241,12 +301,14 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	init_boot_id();
 	raise_nofile();
-	if (channel_table_init() == -1 || bus_start() == -1 || reaper_start() == -1 ||
+	if (auth_init(broker_config) == -1 || channel_table_init() == -1 || bus_start() == -1 ||
+	    reaper_start() == -1 ||
 	    shard_start_all() == -1)
 		fatal("start-up failed");
 	log_info("ready: listening on %s", shard_listen_addr());
 	signal_loop(&set);
 	shutdown_broker();
+	auth_free();
 	config_free(broker_config);
 	return 0;
 }

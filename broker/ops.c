@@ -42,6 +42,7 @@ ops_text(struct MHD_Connection *conn, const char *type, const char *body, size_t
 		return MHD_NO;
 	MHD_add_response_header(r, "Content-Type", type);
 	MHD_add_response_header(r, "Cache-Control", "no-store");
+	cors_headers(conn, r);
 	ret = MHD_queue_response(conn, MHD_HTTP_OK, r);
 	MHD_destroy_response(r);
 	return ret;
@@ -99,7 +100,7 @@ ops_metrics(struct MHD_Connection *conn)
 	ops_metric(f, "pings_total", "counter", "Ping events sent.", atomic_load(&counters.pings));
 	ops_metric(f, "replays_total", "counter", "Streams that replayed history.", atomic_load(&counters.replays));
 	ops_metric(f, "resets_total", "counter", "Reset events sent.", atomic_load(&counters.resets));
-	ops_metric(f, "auth_failures_total", "counter", "Refused credentials.", atomic_load(&counters.auth_failures));
+	auth_metrics(f);
 	ops_metric(f, "rejected_total", "counter", "Requests answered with an error status.", atomic_load(&counters.rejected));
 	ops_metric(f, "redis_up", "gauge", "1 when the Redis bus is connected (always 0 standalone).",
 	    bus_enabled && bus_ready(why, sizeof why));

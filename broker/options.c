@@ -10,10 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cidr.h"
 #include "log.h"
 #include "redis_url.h"
 
-static const char *const auth_modes[] = { "none", NULL };
+static const char *const auth_modes[] = { "none", "token", "proxy", NULL };
 static const char *const log_levels[] = LOG_LEVEL_NAMES;
 
 /* Accepts "host:port", "[v6]:port" or "*:port" with a numeric host; "" where allowed. */
@@ -62,13 +63,48 @@ check_redis(const char *v, char *err, size_t errlen)
 	return redis_url_parse(v, &u, err, errlen);
 }
 
+/* A secret is empty (unset) or long enough to resist guessing. */
+static int
+check_secret(const char *v, char *err, size_t errlen)
+{
+	if (*v != '\0' && strlen(v) < BROKER_SECRET_MIN) {
+		snprintf(err, errlen, "a secret needs at least %d bytes (try: openssl rand -base64 48)",
+		    BROKER_SECRET_MIN);
+		return -1;
+	}
+	return 0;
+}
+
+/* A list of addresses and addr/bits ranges. */
+static int
+check_proxies(const char *v, char *err, size_t errlen)
+{
+	struct cidr_list l;
+
+	return cidr_list_parse(v, &l, err, errlen);
+}
+
 const struct config_directive broker_directives[OPT_COUNT] = {
 	[OPT_LISTEN] = { "listen", CONFIG_STRING, 1, 64, "127.0.0.1:8080", NULL, false,
 	    check_listen, "address:port for subscribers (and publishers unless publish_listen is set); port 0 picks a free one" },
 	[OPT_PUBLISH_LISTEN] = { "publish_listen", CONFIG_STRING, 0, 64, "", NULL, false,
 	    check_listen, "separate address:port for publishing and the operations endpoints; empty = same as listen" },
 	[OPT_AUTH] = { "auth", CONFIG_ENUM, 0, 0, "none", auth_modes, false, NULL,
-	    "subscriber authentication: none (the channel in the URL is trusted)" },
+	    "subscriber authentication: none (the channel in the URL is trusted; loopback listen only), token (a JWT signed with token_secret), proxy (only trusted_proxies may subscribe)" },
+	[OPT_TOKEN_SECRET] = { "token_secret", CONFIG_STRING, 0, 1024, "", NULL, false, check_secret,
+	    "HS256 key of subscriber tokens (at least 32 bytes); prefer token_secret_file" },
+	[OPT_TOKEN_SECRET_FILE] = { "token_secret_file", CONFIG_STRING, 0, 1024, "", NULL, false, NULL,
+	    "file holding token_secret (one line; must not be readable by others)" },
+	[OPT_MAX_TOKEN_SIZE] = { "max_token_size", CONFIG_SIZE, 256, 16 * 1024, "2k", NULL, true, NULL,
+	    "longest subscriber token accepted; longer ones are refused with 401" },
+	[OPT_TRUSTED_PROXIES] = { "trusted_proxies", CONFIG_STRING, 0, 2048, "", NULL, false, check_proxies,
+	    "addresses and addr/bits ranges (IPv4, IPv6; comma or blank separated) of reverse proxies: only they may subscribe with auth proxy, and only their X-Forwarded-For is believed" },
+	[OPT_PUBLISH_SECRET] = { "publish_secret", CONFIG_STRING, 0, 1024, "", NULL, false, check_secret,
+	    "secret publishers send as Authorization: Bearer (also guards /metrics and /stats); empty = loopback peers only" },
+	[OPT_PUBLISH_SECRET_FILE] = { "publish_secret_file", CONFIG_STRING, 0, 1024, "", NULL, false, NULL,
+	    "file holding publish_secret (one line; must not be readable by others)" },
+	[OPT_CORS_ORIGINS] = { "cors_origins", CONFIG_STRING, 0, 2048, "", NULL, false, cors_check_origins,
+	    "origins (scheme://host[:port], comma or blank separated) allowed to read streams and publish from a browser, with credentials" },
 	[OPT_THREADS] = { "threads", CONFIG_INT, 1, BROKER_MAX_SHARDS, "16", NULL, false, NULL,
 	    "subscriber event loops (libmicrohttpd daemons sharing the port with SO_REUSEPORT)" },
 	[OPT_PING_INTERVAL] = { "ping_interval", CONFIG_SECONDS, 0, 86400, "300", NULL, true, NULL,

@@ -364,6 +364,15 @@ stream_replay_free(struct stream *s)
 	s->replay = NULL;
 }
 
+/* The token's sid wins over ?session=; returns NULL or the reason. */
+static const char *
+stream_token_session(struct stream *s, const char *sid)
+{
+	free(s->session);
+	s->session = strdup(sid);
+	return s->session != NULL ? NULL : "out of memory";
+}
+
 /* Frees a stream once nothing can reach it any more (called by the reaper). */
 void
 stream_free(struct stream *s)
@@ -436,6 +445,7 @@ stream_respond(struct stream *s)
 	MHD_add_response_header(r, "Content-Type", "text/event-stream; charset=utf-8");
 	MHD_add_response_header(r, "Cache-Control", "no-cache");
 	MHD_add_response_header(r, "X-Accel-Buffering", "no");
+	cors_headers(s->conn, r);
 	ret = MHD_queue_response(s->conn, MHD_HTTP_OK, r);
 	MHD_destroy_response(r);
 	return ret;
@@ -451,9 +461,12 @@ stream_start(struct MHD_Connection *conn, const char *name, size_t len, void **o
 	const union MHD_ConnectionInfo *ci;
 	const char *last_id, *why;
 	struct stream *s;
+	struct auth_result ar;
 
 	if (!names_channel_valid(name, len))
 		return http_error(conn, MHD_HTTP_BAD_REQUEST, "invalid channel name");
+	if (auth_subscriber(conn, name, len, &ar) == -1)
+		return auth_refuse(conn, &ar);
 	if ((s = calloc(1, sizeof *s)) == NULL)
 		return MHD_NO;
 	s->kind = REQ_STREAM;
@@ -463,7 +476,8 @@ stream_start(struct MHD_Connection *conn, const char *name, size_t len, void **o
 	s->wslot = -1;
 	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
 	s->fd = ci != NULL ? ci->connect_fd : -1;
-	if ((why = stream_parse_request(s, conn)) != NULL) {
+	if ((why = stream_parse_request(s, conn)) != NULL ||
+	    (ar.session[0] != '\0' && (why = stream_token_session(s, ar.session)) != NULL)) {
 		stream_free(s);
 		return http_error(conn, MHD_HTTP_BAD_REQUEST, why);
 	}

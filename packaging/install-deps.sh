@@ -4,8 +4,8 @@
 # --check only lists what is missing.
 set -eu
 
-build_pkgs="gcc make pkg-config libmicrohttpd-dev libjansson-dev libhiredis-dev libevent-dev"
-test_pkgs="$build_pkgs libcmocka-dev curl iproute2 redis-server chromium"
+build_pkgs="gcc make pkg-config libmicrohttpd-dev libjansson-dev libhiredis-dev libevent-dev libjwt-dev"
+test_pkgs="$build_pkgs libcmocka-dev curl iproute2 redis-server chromium nginx-light"
 
 case "${1:-build}" in
 	--check) want="$test_pkgs"; check_only=1 ;;

@@ -394,7 +394,8 @@ function buildRequest(method, reqPath, port, headers = {}, body = null, { connec
 
 /**
  * One HTTP request on a fresh connection (Connection: close unless given).
- * opts: {method, headers, body, port, timeout, raw (Buffer to send instead of a built request)}.
+ * opts: {method, headers, body, port, timeout, raw (Buffer to send instead of a built request),
+ *        localAddress (source address to connect from, e.g. 127.0.0.2)}.
  * Resolves {status, headers, body (string), json (parsed or undefined), complete, informational}.
  */
 export function http(port, reqPath, opts = {}) {
@@ -404,7 +405,7 @@ export function http(port, reqPath, opts = {}) {
   return new Promise((resolve, reject) => {
     const chunks = [];
     const rr = new ResponseReader((b) => chunks.push(Buffer.from(b)));
-    const sock = net.connect({ host: '127.0.0.1', port });
+    const sock = net.connect({ host: '127.0.0.1', port, localAddress: opts.localAddress });
     let settled = false;
     const finish = (err) => {
       if (settled) return;
@@ -531,7 +532,7 @@ export const isEvent = (f) => (f.dataLines.length > 0 || f.event !== undefined) 
 
 /**
  * Opens GET <reqPath> on a raw socket and reads it as an SSE stream.
- * opts: {port, headers, timeout (for the response head)}.
+ * opts: {port, headers, timeout (for the response head), localAddress (source address)}.
  * Resolves once the response head is in, with a stream object:
  *   status, headers, raw() (decoded body text), frames (all blocks), events() (no pings),
  *   pings(), ended (clean end by framing), closed (socket closed), localPort,
@@ -550,7 +551,7 @@ export function openStream(port, reqPath, opts = {}) {
       s.bodyText += t;
       parser.feed(t);
     });
-    const sock = net.connect({ host: '127.0.0.1', port });
+    const sock = net.connect({ host: '127.0.0.1', port, localAddress: opts.localAddress });
     s.socket = sock;
     let resolved = false;
     const timer = setTimeout(() => {
