@@ -5,7 +5,8 @@
 // waiting for. Only processes started here are ever signalled, by pid.
 
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, rmSync, existsSync, readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import net from 'node:net';
@@ -639,4 +640,289 @@ export function assertJsonError(r, status, what = '') {
   assert.equal(r.status, status, `${what}: expected status ${status}, got ${r.status}, body ${r.body}`);
   assert.match(r.headers['content-type'] || '', /^application\/json/, `${what}: content-type ${r.headers['content-type']}`);
   assert.ok(r.json && typeof r.json.error === 'string' && r.json.error.length > 0, `${what}: body is not {"error":"..."}: ${r.body}`);
+}
+
+// ---------------------------------------------------------------------------
+// Redis: a real redis-server per test on a unix socket in a private temp dir (no port
+// races), a minimal RESP client, and the shared publish primitive called straight
+// into Redis the way the pusher does (EVALSHA of the script text in common/bus.c).
+
+export const REDIS_SERVER = process.env.SSEPUSH_REDIS_SERVER || 'redis-server';
+
+/** Parses one RESP2 reply from buf at off; returns {value, end} or null when incomplete. */
+function respParse(buf, off = 0) {
+  const nl = buf.indexOf('\r\n', off);
+  if (nl < 0) return null;
+  const t = String.fromCharCode(buf[off]);
+  const line = buf.subarray(off + 1, nl).toString('utf8');
+  const next = nl + 2;
+  if (t === '+') return { value: line, end: next };
+  if (t === '-') { const e = new Error(line); e.redis = true; return { value: e, end: next }; }
+  if (t === ':') return { value: Number(line), end: next };
+  if (t === '$') {
+    const n = Number(line);
+    if (n < 0) return { value: null, end: next };
+    if (buf.length < next + n + 2) return null;
+    return { value: buf.subarray(next, next + n).toString('utf8'), end: next + n + 2 };
+  }
+  if (t === '*') {
+    const n = Number(line);
+    if (n < 0) return { value: null, end: next };
+    const out = [];
+    let p = next;
+    for (let i = 0; i < n; i++) {
+      const r = respParse(buf, p);
+      if (!r) return null;
+      out.push(r.value);
+      p = r.end;
+    }
+    return { value: out, end: p };
+  }
+  throw new Error(`bad RESP type byte ${JSON.stringify(t)}`);
+}
+
+/** Encodes a command (array of strings/numbers/Buffers) as a RESP array of bulk strings. */
+function respEncode(args) {
+  const parts = [Buffer.from(`*${args.length}\r\n`)];
+  for (const a of args) {
+    const b = Buffer.isBuffer(a) ? a : Buffer.from(String(a), 'utf8');
+    parts.push(Buffer.from(`$${b.length}\r\n`), b, Buffer.from('\r\n'));
+  }
+  return Buffer.concat(parts);
+}
+
+/**
+ * Sends commands (each an array of arguments) on one fresh connection to a Redis at
+ * {sock} or {port}; resolves the array of replies (a Redis error reply is an Error
+ * object in the array, not a rejection). Rejects on connection errors and timeout.
+ */
+export function redisPipeline(target, commands, timeout = WAIT) {
+  return new Promise((resolve, reject) => {
+    const sock = target.sock ? net.connect({ path: target.sock }) : net.connect({ host: '127.0.0.1', port: target.port });
+    let buf = Buffer.alloc(0);
+    const replies = [];
+    let done = false;
+    const finish = (err) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      sock.destroy();
+      if (err) reject(err); else resolve(replies);
+    };
+    const timer = setTimeout(() => finish(new Error(`redis: no reply within ${timeout} ms to ${JSON.stringify(commands.map((c) => c[0]))}`)), timeout);
+    sock.on('connect', () => sock.write(Buffer.concat(commands.map(respEncode))));
+    sock.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      try {
+        for (;;) {
+          const r = respParse(buf, 0);
+          if (!r) break;
+          replies.push(r.value);
+          buf = buf.subarray(r.end);
+          if (replies.length === commands.length) { finish(); return; }
+        }
+      } catch (e) { finish(e); }
+    });
+    sock.on('error', (e) => finish(e));
+    sock.on('close', () => finish(new Error(`redis: connection closed after ${replies.length} of ${commands.length} replies`)));
+  });
+}
+
+/** One command; resolves its reply, rejects on a Redis error reply too. */
+export async function redisCommand(target, ...args) {
+  const [r] = await redisPipeline(target, [args]);
+  if (r instanceof Error) throw new Error(`redis ${args[0]}: ${r.message}`);
+  return r;
+}
+
+/** Picks a TCP port that was free a moment ago (for Redis over TCP). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Describes a redis-server without starting it: a private dir, a unix socket in it
+ * (or a TCP port with opts.tcp), `--save ""`, and with opts.persist an append-only
+ * file fsynced on every write. Returns {dir, sock, port, url, target, start(), stop(),
+ * kill(), restart({persist}), running(), log()}; url is what --redis takes.
+ * Every process goes into the same cleanup set as the brokers (killed by pid).
+ */
+export async function redisServer(opts = {}) {
+  const dir = tempDir();
+  const r = {
+    dir,
+    persist: !!opts.persist,
+    sock: opts.tcp ? null : path.join(dir, 'redis.sock'),
+    port: opts.tcp ? await freePort() : 0,
+    child: null,
+    pid: null,
+    logText: '',
+    exitInfo: null,
+  };
+  r.url = r.sock ? `unix:${r.sock}` : `redis://127.0.0.1:${r.port}`;
+  r.target = r.sock ? { sock: r.sock } : { port: r.port };
+  r.log = () => r.logText;
+  r.running = () => !!r.child && r.exitInfo === null;
+
+  /** Starts redis-server (again, same socket and dir) and waits until it answers PING. */
+  r.start = async ({ persist = r.persist } = {}) => {
+    assert.ok(!r.running(), 'redis-server is already running');
+    r.persist = persist;
+    const argv = ['--port', String(r.port), '--bind', '127.0.0.1', '--save', '', '--dir', dir,
+      '--daemonize', 'no', '--protected-mode', 'no', '--loglevel', 'notice',
+      '--appendonly', persist ? 'yes' : 'no'];
+    if (persist) argv.push('--appendfsync', 'always');
+    if (r.sock) argv.push('--unixsocket', r.sock, '--unixsocketperm', '700');
+    if (!persist) {
+      // Starting without persistence means starting empty, whatever an earlier run left.
+      for (const f of ['appendonlydir', 'appendonly.aof', 'dump.rdb']) rmSync(path.join(dir, f), { recursive: true, force: true });
+    }
+    const child = spawn(REDIS_SERVER, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.add(child);
+    r.child = child;
+    r.pid = child.pid;
+    r.exitInfo = null;
+    const mine = { exit: null };
+    child.stdout.setEncoding('utf8');
+    child.stderr.setEncoding('utf8');
+    child.stdout.on('data', (d) => { r.logText += d; });
+    child.stderr.on('data', (d) => { r.logText += d; });
+    child.on('error', (e) => { r.logText += `spawn error: ${e.message}\n`; mine.exit = { code: -1, signal: null }; r.exitInfo = mine.exit; });
+    child.once('exit', (code, signal) => {
+      mine.exit = { code, signal };
+      if (r.child === child) r.exitInfo = mine.exit;
+      children.delete(child);
+    });
+    await waitFor(async () => {
+      if (mine.exit) throw new Error(`redis-server exited (${JSON.stringify(mine.exit)}) before answering PING; log:\n${r.logText}`);
+      return (await redisCommand(r.target, 'PING')) === 'PONG';
+    }, START_TIMEOUT, 'redis-server to answer PING', () => `log:\n${r.logText}`, 25).catch((e) => {
+      if (!mine.exit) { try { process.kill(child.pid, 'SIGKILL'); } catch { /* gone */ } }
+      throw e;
+    });
+    return r;
+  };
+
+  const waitGone = async (sig) => {
+    const child = r.child;
+    if (!child || r.exitInfo) return r.exitInfo;
+    process.kill(child.pid, sig);
+    const x = await waitExit(child, STOP_TIMEOUT);
+    if (!x) throw new Error(`redis-server pid ${child.pid} did not exit within ${STOP_TIMEOUT} ms of ${sig}`);
+    return x;
+  };
+  /** SIGTERM (a clean shutdown), waits for the exit. */
+  r.stop = () => waitGone('SIGTERM');
+  /** SIGKILL (a crash: nothing flushed that was not already), waits for the exit. */
+  r.kill = () => waitGone('SIGKILL');
+  /** Starts it again on the same socket/port and dir (persist: keep the AOF and load it). */
+  r.restart = async (o = {}) => { if (r.running()) await r.stop(); return r.start(o); };
+  return r;
+}
+
+/** redisServer(opts), started. */
+export async function startRedis(opts = {}) {
+  const r = await redisServer(opts);
+  return r.start();
+}
+
+/** Extracts the C string literal `const char NAME[] = "..." "...";` from a C file's text. */
+export function cStringLiteral(source, name) {
+  const start = source.indexOf(`${name}[] =`);
+  assert.ok(start >= 0, `${name} not found`);
+  let i = source.indexOf('=', start) + 1;
+  let out = '';
+  for (;;) {
+    while (/\s/.test(source[i])) i++;
+    if (source[i] === ';') return out;
+    assert.equal(source[i], '"', `unexpected ${JSON.stringify(source.slice(i, i + 20))} in ${name}`);
+    i++;
+    while (source[i] !== '"') {
+      if (source[i] === '\\') {
+        const c = source[i + 1];
+        const map = { n: '\n', t: '\t', r: '\r', '\\': '\\', '"': '"', "'": "'", 0: '\0' };
+        assert.ok(c in map, `unsupported escape \\${c} in ${name}`);
+        out += map[c];
+        i += 2;
+      } else out += source[i++];
+    }
+    i++;
+  }
+}
+
+/** The shared publish script's text, read from common/bus.c. */
+export function busPublishScript() {
+  const src = readFileSync(path.resolve(here, '../../common/bus.c'), 'utf8');
+  return cStringLiteral(src, 'bus_publish_script');
+}
+
+/**
+ * Publishes straight into Redis with the shared primitive (as the pusher does): loads
+ * the script text from common/bus.c (SCRIPT LOAD is idempotent; its SHA is checked
+ * against sha1 of the text) and calls EVALSHA. Returns {id, subscribers}.
+ * opts: {prefix ("ssepush:"), type, session, exclude_session, origin, history_size, history_ttl (s)}.
+ */
+export async function redisPublish(target, channel, data, opts = {}) {
+  const prefix = opts.prefix ?? 'ssepush:';
+  const script = busPublishScript();
+  const sha = createHash('sha1').update(script, 'utf8').digest('hex');
+  const loaded = await redisCommand(target, 'SCRIPT', 'LOAD', script);
+  assert.equal(loaded, sha, 'SCRIPT LOAD returned a SHA other than sha1 of the script text');
+  const r = await redisCommand(target, 'EVALSHA', sha, 3,
+    `${prefix}h:${channel}`, `${prefix}n:${channel}`, `${prefix}c:${channel}`,
+    opts.history_size ?? 100, (opts.history_ttl ?? 600) * 1000, opts.type ?? 'message',
+    opts.session ?? '', opts.exclude_session ?? '', opts.origin ?? '', data, `${prefix}b:`);
+  assert.ok(Array.isArray(r) && r.length === 2, `EVALSHA publish reply ${JSON.stringify(r)}`);
+  return { id: r[0], subscribers: r[1] };
+}
+
+/** Sum of a channel's subscriber counts registered in Redis (all brokers, live or not). */
+export async function redisCountSum(target, channel, prefix = 'ssepush:') {
+  const flat = await redisCommand(target, 'HGETALL', `${prefix}n:${channel}`);
+  let n = 0;
+  for (let i = 1; i < flat.length; i += 2) n += Number(flat[i]);
+  return n;
+}
+
+/** Starts a broker on Redis r (--redis r.url plus args); with opts.waitBus (default) waits for "redis: connected as broker". */
+export async function startRedisBroker(r, args = [], opts = {}) {
+  const b = await startBroker(['--redis', r.url, ...args], opts);
+  if (opts.waitBus !== false) await b.waitLog(/redis: connected as broker [0-9a-f]+/, START_TIMEOUT);
+  return b;
+}
+
+/** Compares two Redis stream ids "ms-seq" (-1, 0, 1). */
+export function compareStreamIds(a, b) {
+  const pa = /^(\d+)-(\d+)$/.exec(a);
+  const pb = /^(\d+)-(\d+)$/.exec(b);
+  assert.ok(pa && pb, `not stream ids: ${a}, ${b}`);
+  const [ma, sa, mb, sb] = [BigInt(pa[1]), BigInt(pa[2]), BigInt(pb[1]), BigInt(pb[2])];
+  if (ma !== mb) return ma < mb ? -1 : 1;
+  if (sa !== sb) return sa < sb ? -1 : 1;
+  return 0;
+}
+
+/** Waits until the counts registered in Redis for channel sum to n (every broker subscribed and counted). */
+export function waitRedisCount(r, channel, n, ms = WAIT, prefix = 'ssepush:') {
+  let last = null;
+  return waitFor(async () => {
+    last = await redisCountSum(r.target, channel, prefix);
+    return last === n;
+  }, ms, `the subscriber counts in Redis for ${channel} to sum to ${n}`, () => `last sum ${last}`, 25);
+}
+
+/** Polls GET /healthz on b until its status is `status`; returns the last response. */
+export function waitHealth(b, status, ms = WAIT) {
+  let last = null;
+  return waitFor(async () => {
+    last = await http(b.publishPort, '/healthz');
+    return last.status === status ? last : null;
+  }, ms, `/healthz on port ${b.publishPort} to answer ${status}`, () => `last: ${last ? `${last.status} ${last.body}` : 'none'}`, 25);
 }
