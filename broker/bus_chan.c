@@ -389,10 +389,15 @@ bus_chan_apply_sync(struct bus_chan *b, int status, uint64_t last, struct event 
 	if (status != -1 && ch->positioned) {
 		log_warn("redis: channel %s: events were lost while disconnected; subscribers get a reset", ch->name);
 		history_trim(h, 0);
-		h->floor_seq = h->last_seq = last;
+		/* Ids up to the newest we held belong to the lost history: the ring must not
+		 * vouch for them, so reconnects with such ids go to Redis and get a reset. */
+		h->floor_seq = h->last_seq >= last ? h->last_seq + 1 : last;
+		h->last_seq = last;
 		for (s = ch->subs; s != NULL; s = s->next)
-			if (!s->pending)
+			if (!s->pending) {
 				stream_force_reset(s, last, RESET_EXPIRED);
+				stream_wake(s);
+			}
 	}
 	for (i = 0; i < n; i++)
 		channel_deliver(ch, evs[i]);

@@ -40,8 +40,12 @@ const char bus_publish_script[] =
 
 /*
  * KEYS: history stream. ARGV: last id seen ("" = none, just report the newest), max entries.
- * Returns {status, last_id, entries}: status ok, expired (events after the id were
- * trimmed or the history is gone) or unknown (the id is newer than anything published).
+ * Returns {status, last_id, entries}: status ok, expired (events after the id are gone:
+ * trimmed, or the stream was lost and created again) or unknown (newer than anything
+ * published). An id counts as a position in the stream only if it is 0-0 with nothing
+ * ever deleted, the newest deleted id, or at least the first retained entry: an older
+ * id belongs to an earlier life of the stream (a Redis restart without persistence, or
+ * an expired history), and what followed it there is lost.
  */
 const char bus_replay_script[] =
 "local function parse(id)\n"
@@ -54,18 +58,24 @@ const char bus_replay_script[] =
 "end\n"
 "if redis.call('EXISTS', KEYS[1]) == 0 then\n"
 "  if ARGV[1] == '' or ARGV[1] == '0-0' then return {'ok', '0-0', {}} end\n"
+"  if parse(ARGV[1]) == nil then return {'unknown', '0-0', {}} end\n"
 "  return {'expired', '0-0', {}}\n"
 "end\n"
 "local info = redis.call('XINFO', 'STREAM', KEYS[1])\n"
-"local last, maxdel = '0-0', '0-0'\n"
+"local last, maxdel, first = '0-0', '0-0', nil\n"
 "for i = 1, #info, 2 do\n"
 "  if info[i] == 'last-generated-id' then last = info[i + 1]\n"
-"  elseif info[i] == 'max-deleted-entry-id' then maxdel = info[i + 1] end\n"
+"  elseif info[i] == 'max-deleted-entry-id' then maxdel = info[i + 1]\n"
+"  elseif info[i] == 'first-entry' and type(info[i + 1]) == 'table' then first = info[i + 1][1] end\n"
 "end\n"
 "if ARGV[1] == '' then return {'ok', last, {}} end\n"
 "local from = parse(ARGV[1])\n"
 "if from == nil or less(parse(last), from) then return {'unknown', last, {}} end\n"
-"if less(from, parse(maxdel)) then return {'expired', last, {}} end\n"
+"local md = parse(maxdel)\n"
+"if less(from, md) then return {'expired', last, {}} end\n"
+"local exact = not less(md, from)\n"
+"if not exact and first ~= nil and less(from, parse(first)) then return {'expired', last, {}} end\n"
+"if not exact and first == nil and ARGV[1] ~= last then return {'expired', last, {}} end\n"
 "local e = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])\n"
 "if #e > 0 and e[#e][1] ~= last then return {'expired', last, {}} end\n"
 "return {'ok', last, e}\n";
