@@ -112,7 +112,7 @@ bus_chan_free(struct bus_chan *b)
 	free(b->held);
 	pthread_mutex_lock(&ch->lock);
 	ch->covered = ch->positioned = false;
-	history_trim(&ch->history, 0);
+	history_free(&ch->history);
 	history_init(&ch->history, 0);
 	pthread_mutex_unlock(&ch->lock);
 	if (b->prev != NULL)

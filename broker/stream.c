@@ -229,8 +229,12 @@ stream_fill(struct stream *s, char *buf, size_t max)
 			continue;
 		}
 		if (s->replay != NULL) {
-			if ((ev = stream_next_replayed(s)) != NULL && channel_matches(s, ev))
-				n += stream_copy_event(s, ev, buf + n, max - n);
+			/* The replay owns its events: drop each once taken (a partial keeps its own). */
+			if ((ev = stream_next_replayed(s)) != NULL) {
+				if (channel_matches(s, ev))
+					n += stream_copy_event(s, ev, buf + n, max - n);
+				event_unref(ev);
+			}
 			continue;
 		}
 		if (!s->pending && (ev = stream_next_ring(s)) != NULL) {
