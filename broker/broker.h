@@ -105,6 +105,10 @@ struct stream {
 	char *origins;			/* owned comma list, or NULL */
 	/* flags, under ch->lock */
 	bool suspended, closing, longpoll, ping_due, sent, dead, attached, pending;
+	bool direct;			/* frames may be written straight to the socket while suspended */
+	bool wake_after_raw;		/* resume once raw is flushed */
+	uint32_t raw_len, raw_off;	/* bytes of raw, and how many are sent */
+	char *raw;			/* the unsent rest of a directly written chunk, or NULL */
 	uint8_t small;			/* STREAM_SMALL_* frames still to send, under ch->lock */
 	uint8_t small_off;		/* bytes of the first of them already sent */
 	uint8_t reset_reason;		/* index into the reset reasons */
@@ -174,11 +178,13 @@ struct event *channel_event_new(const struct publish_req *req, uint64_t key);
 void channel_deliver(struct channel *ch, struct event *ev);
 
 /* stream.c */
-enum MHD_Result stream_start(struct MHD_Connection *conn, const char *channel,
-    size_t len, void **out);
+enum MHD_Result stream_start(struct MHD_Connection *conn, const char *version,
+    const char *channel, size_t len, void **out);
+void stream_deliver(struct stream *s, struct event *ev, uint64_t index);
+void stream_flush_raw(struct stream *s);
 void stream_completed(struct stream *s);
 void stream_wake(struct stream *s);
-void stream_end_all(void);
+void stream_end_all(bool force);
 void stream_free(struct stream *s);
 void stream_force_reset(struct stream *s, uint64_t key, int reason);
 void stream_replayed(struct stream *s, int status, uint64_t last, struct event **ev, size_t n);

@@ -270,7 +270,7 @@ channel_publish(const struct publish_req *req, char *id, size_t idlen, unsigned 
 		if (!channel_matches(s, ev))
 			continue;
 		n++;
-		stream_wake(s);
+		stream_deliver(s, ev, ch->history.next - 1);
 	}
 	channel_format_id(id, idlen, ev->seq);
 	pthread_mutex_unlock(&ch->lock);
@@ -298,7 +298,7 @@ channel_deliver(struct channel *ch, struct event *ev)
 	ch->published++;
 	for (s = ch->subs; s != NULL; s = s->next)
 		if (channel_matches(s, ev))
-			stream_wake(s);
+			stream_deliver(s, ev, ch->history.next - 1);
 }
 
 /* Calls fn on every channel with the table locked (for stats and shutdown). */

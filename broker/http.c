@@ -151,7 +151,6 @@ http_access(void *cls, struct MHD_Connection *conn, const char *url, const char 
 	const char *rest;
 	struct auth_result ar;
 
-	(void)version;
 	if (*req_cls != NULL && *(enum req_kind *)*req_cls == REQ_PUBLISH)
 		return publish_handle(conn, url, upload, upload_size, req_cls);	/* body chunk */
 	http_log_request(method, url);
@@ -160,7 +159,7 @@ http_access(void *cls, struct MHD_Connection *conn, const char *url, const char 
 	if (http_route(url, HTTP_EVENTS, &rest)) {
 		if (!get)
 			return http_method_not_allowed(conn, "GET");
-		return stream_start(conn, rest, strlen(rest), req_cls);
+		return stream_start(conn, version, rest, strlen(rest), req_cls);
 	}
 	if (serves_publish && (strcmp(url, HTTP_PUBLISH) == 0 ||
 	    http_route(url, HTTP_PUBLISH "/", &rest))) {

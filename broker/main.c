@@ -143,11 +143,13 @@ shutdown_broker(void)
 	shard_quiesce_all();
 	bus_stop();		/* publishes waiting on Redis answer 503 and resume */
 	atomic_store(&broker_terminating, true);
-	stream_end_all();
+	stream_end_all(false);
 	while (atomic_load(&counters.streams) > 0 && waited < BROKER_STOP_GRACE_MS) {
 		nanosleep(&ms20, NULL);
 		waited += 20;
-		stream_end_all();	/* streams that started while we walked */
+		/* Streams that started while we walked; at the end of the grace, cut the rest
+		 * (MHD must not stop with a suspended connection). */
+		stream_end_all(waited >= BROKER_STOP_GRACE_MS - 500);
 	}
 	shard_stop_all();
 	reaper_stop();

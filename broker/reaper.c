@@ -55,13 +55,14 @@ wheel_remove(struct stream *s)
 }
 
 /*
- * Starts watching a new stream: its socket for hang-ups (registered once, edge
- * triggered, so suspending costs no syscall) and its ping deadline. Returns 0 or -1.
+ * Starts watching a new stream: its socket for hang-ups and for room to finish a
+ * direct write (registered once, edge triggered, so suspending costs no syscall) and
+ * its ping deadline. Returns 0 or -1.
  */
 int
 reaper_watch(struct stream *s)
 {
-	struct epoll_event ev = { .events = EPOLLRDHUP | EPOLLET, .data.ptr = s };
+	struct epoll_event ev = { .events = EPOLLRDHUP | EPOLLOUT | EPOLLET, .data.ptr = s };
 
 	if (s->ping > 0) {
 		pthread_mutex_lock(&wheel_lock);
@@ -174,7 +175,10 @@ reaper_main(void *arg)
 		for (i = 0; i < n; i++) {
 			if (evs[i].data.ptr == NULL)
 				return NULL;	/* stop requested */
-			reaper_hangup(evs[i].data.ptr);
+			if (evs[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+				reaper_hangup(evs[i].data.ptr);
+			else
+				stream_flush_raw(evs[i].data.ptr);	/* a direct write's rest */
 		}
 		now = clock_sec();
 		/* Catch up on missed seconds, at most one full turn of the wheel. */

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include "log.h"
 #include "names.h"
@@ -22,14 +23,132 @@
  * chunked output goes through the connection's pool): keep it small. */
 #define STREAM_BLOCK 64
 
-/* Wakes a suspended stream so its reader runs again; called with ch->lock held. */
+/*
+ * Wakes a suspended stream so its reader runs again; called with ch->lock held. While
+ * a directly written chunk is still half unsent, MHD must not write, so the wake
+ * waits for the flush (unless the stream is closing anyway).
+ */
 void
 stream_wake(struct stream *s)
 {
-	if (s->suspended) {
-		s->suspended = false;
-		MHD_resume_connection(s->conn);
+	if (!s->suspended)
+		return;
+	if (s->raw != NULL && !s->closing) {
+		s->wake_after_raw = true;
+		return;
 	}
+	s->suspended = false;
+	MHD_resume_connection(s->conn);
+}
+
+/*
+ * Sends as much of the pending raw bytes as the socket takes; returns 0 when all are
+ * sent, 1 when some remain, -1 when the connection failed (the stream is closing).
+ */
+static int
+stream_send_raw(struct stream *s)
+{
+	ssize_t n;
+
+	while (s->raw_off < s->raw_len) {
+		n = send(s->fd, s->raw + s->raw_off, s->raw_len - s->raw_off, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n > 0) {
+			s->raw_off += (uint32_t)n;
+			continue;
+		}
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 1;
+		s->closing = true;
+		return -1;
+	}
+	free(s->raw);
+	s->raw = NULL;
+	s->raw_len = s->raw_off = 0;
+	return 0;
+}
+
+/*
+ * The reaper saw the socket writable: sends more of the raw chunk, and once it is all
+ * out hands the stream back to MHD if anything asked for a wake meanwhile.
+ */
+void
+stream_flush_raw(struct stream *s)
+{
+	pthread_mutex_lock(&s->ch->lock);
+	if (!s->dead && s->raw != NULL && stream_send_raw(s) != 1 &&
+	    (s->wake_after_raw || s->closing || atomic_load(&broker_terminating))) {
+		s->wake_after_raw = false;
+		stream_wake(s);
+	}
+	pthread_mutex_unlock(&s->ch->lock);
+}
+
+/*
+ * Writes one event straight to a suspended stream's socket as an HTTP chunk, from the
+ * publishing thread: no resume, no wake-up of the stream's event loop, no walk of
+ * MHD's suspended list. Safe because MHD calls the content reader only with its
+ * write buffer empty and never writes a suspended connection. Returns false when the
+ * stream is not in that state (the caller wakes it instead).
+ */
+static bool
+stream_push(struct stream *s, struct event *ev, uint64_t index)
+{
+	char head[16];
+	struct iovec iov[3];
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 3 };
+	size_t total;
+	ssize_t n;
+
+	if (!s->direct || !s->suspended || s->raw != NULL || s->small != 0 || s->partial != NULL ||
+	    s->replay != NULL || s->pending || s->closing || s->cursor != index ||
+	    ev->seq <= s->skip_until)
+		return false;
+	iov[0].iov_base = head;
+	iov[0].iov_len = (size_t)snprintf(head, sizeof head, "%zx\r\n", ev->len);
+	iov[1].iov_base = ev->frame;
+	iov[1].iov_len = ev->len;
+	iov[2].iov_base = (void *)"\r\n";
+	iov[2].iov_len = 2;
+	total = iov[0].iov_len + ev->len + 2;
+	n = sendmsg(s->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (n == -1 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+		s->closing = true;
+		return false;	/* the wake lets MHD end it */
+	}
+	if (n < 0)
+		n = 0;
+	if ((size_t)n < total) {
+		/* Keep the rest; the reaper sends it when the socket drains. */
+		if ((s->raw = malloc(total - (size_t)n)) == NULL) {
+			s->closing = true;
+			return false;
+		}
+		s->raw_len = (uint32_t)(total - (size_t)n);
+		s->raw_off = 0;
+		for (int i = 0, skip = (int)n; i < 3; i++) {
+			size_t l = iov[i].iov_len, from = (size_t)skip < l ? (size_t)skip : l;
+			memcpy(s->raw + s->raw_off, (char *)iov[i].iov_base + from, l - from);
+			s->raw_off += (uint32_t)(l - from);
+			skip -= (int)from;
+		}
+		s->raw_off = 0;
+	}
+	s->cursor = index + 1;
+	s->last_send = clock_sec();
+	atomic_fetch_add(&counters.delivered, 1);
+	if (ev->published_ns >= s->start_ns)
+		counters_observe_latency(clock_ns() - ev->published_ns);
+	return true;
+}
+
+/* Hands a new event to a subscriber it is for: written directly if possible, else a wake. */
+void
+stream_deliver(struct stream *s, struct event *ev, uint64_t index)
+{
+	if (!stream_push(s, ev, index))
+		stream_wake(s);
 }
 
 /*
@@ -387,6 +506,7 @@ stream_free(struct stream *s)
 		channel_put(s->ch);
 	event_unref(s->partial);
 	stream_replay_free(s);
+	free(s->raw);
 	free(s->session);
 	free(s->origins);
 	free(s);
@@ -460,7 +580,8 @@ stream_respond(struct stream *s)
  * the stream. On success the stream becomes the request's req_cls (via *out).
  */
 enum MHD_Result
-stream_start(struct MHD_Connection *conn, const char *name, size_t len, void **out)
+stream_start(struct MHD_Connection *conn, const char *version, const char *name, size_t len,
+    void **out)
 {
 	const union MHD_ConnectionInfo *ci;
 	const char *last_id, *why;
@@ -485,6 +606,8 @@ stream_start(struct MHD_Connection *conn, const char *name, size_t len, void **o
 		stream_free(s);
 		return http_error(conn, MHD_HTTP_BAD_REQUEST, why);
 	}
+	/* Direct writes frame HTTP/1.1 chunks; long-poll responses end through MHD. */
+	s->direct = !s->longpoll && s->fd >= 0 && strcmp(version, MHD_HTTP_VERSION_1_1) == 0;
 	if (atomic_fetch_add(&counters.streams, 1) >= (unsigned long long)opt(OPT_MAX_CONNECTIONS)) {
 		atomic_fetch_sub(&counters.streams, 1);
 		stream_free(s);
@@ -594,22 +717,29 @@ stream_replayed(struct stream *s, int status, uint64_t last, struct event **ev, 
 		reaper_bury(s);
 }
 
-/* Marks every stream of one channel to end cleanly and wakes it (SIGTERM). */
+/* Wakes every stream of one channel so it ends (SIGTERM); with force, even mid-chunk. */
 static void
 stream_end_channel(struct channel *ch, void *arg)
 {
+	bool force = arg != NULL;
 	struct stream *s;
 
-	(void)arg;
 	pthread_mutex_lock(&ch->lock);
-	for (s = ch->subs; s != NULL; s = s->next)
+	for (s = ch->subs; s != NULL; s = s->next) {
+		if (force)
+			s->closing = true;	/* a half-sent direct write cannot be finished */
 		stream_wake(s);
+	}
 	pthread_mutex_unlock(&ch->lock);
 }
 
-/* Resumes every suspended stream so each reader ends its response; broker_terminating is set. */
+/*
+ * Resumes every suspended stream so each reader ends its response (broker_terminating
+ * is set). Streams with a direct write still draining end once it is sent, unless
+ * force: then they are cut, so that no connection is left suspended when MHD stops.
+ */
 void
-stream_end_all(void)
+stream_end_all(bool force)
 {
-	channel_each(stream_end_channel, NULL);
+	channel_each(stream_end_channel, force ? (void *)1 : NULL);
 }
