@@ -30,10 +30,12 @@ ifneq ($(filter-out clean deps,$(or $(MAKECMDGOALS),all)),)
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 JANSSON_LIBS := $(shell pkg-config --libs jansson 2>/dev/null)
+PUSHER_LIBS := $(shell pkg-config --libs jansson hiredis libevent 2>/dev/null)
 endif
 
 COMMON_SRC := $(wildcard common/*.c)
 BROKER_SRC := $(wildcard broker/*.c)
+PUSHER_SRC := $(wildcard pusher/*.c)
 LEAF_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o) $(BUILD)/broker/history.o \
 	$(BUILD)/pusher/notify.o $(BUILD)/pusher/coalesce.o
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -41,7 +43,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all clean deps test-deps run test unit functional install fuzz
-all: $(BUILD)/ssepush-broker
+all: $(BUILD)/ssepush-broker $(BUILD)/ssepush-pusher
 
 # Rebuild everything when the flags change (e.g. SANITIZER on or off).
 $(BUILD)/.flags: FORCE
@@ -58,6 +60,10 @@ $(BUILD)/%.o: %.c $(BUILD)/.flags
 $(BUILD)/ssepush-broker: $(COMMON_SRC:%.c=$(BUILD)/%.o) $(BROKER_SRC:%.c=$(BUILD)/%.o)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -pthread $^ $(PKG_LIBS) -o $@
+
+$(BUILD)/ssepush-pusher: $(COMMON_SRC:%.c=$(BUILD)/%.o) $(PUSHER_SRC:%.c=$(BUILD)/%.o)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) $^ $(PUSHER_LIBS) -o $@
 
 $(BUILD)/tests/%: tests/unit/%.c $(LEAF_OBJ) $(BUILD)/.flags
 	@mkdir -p $(dir $@)
