@@ -230,24 +230,30 @@ input_bind(const char *path)
 	return 0;
 }
 
-/* Takes the datagram socket Cyrus master hands its service on fd 0. */
+/*
+ * Takes an inherited datagram socket: Cyrus master binds notifysocket for its notify
+ * service and starts the service with the socket as fd 4 (its LISTEN_FD; Cyrus's own
+ * services move it to fd 0 themselves) and a status pipe as fd 3, which we leave alone.
+ */
 static int
-input_stdin(void)
+input_inherited(int fd)
 {
 	int type = 0;
 	socklen_t tl = sizeof type;
 
-	if (getsockopt(0, SOL_SOCKET, SO_TYPE, &type, &tl) == -1 || type != SOCK_DGRAM) {
-		log_error("notify_socket stdin: fd 0 is not a datagram socket (%s)",
-		    type ? "wrong socket type" : strerror(errno));
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == -1 || type != SOCK_DGRAM) {
+		log_error("notify_socket %s: fd %d is not a datagram socket (%s)",
+		    popt_str(POPT_NOTIFY_SOCKET), fd, type ? "wrong socket type" : strerror(errno));
 		return -1;
 	}
-	sock = 0;
-	if (fcntl(sock, F_SETFL, fcntl(sock, F_GETFL) | O_NONBLOCK) == -1) {
-		log_error("notify_socket stdin: %s", strerror(errno));
+	sock = fd;
+	if (fcntl(sock, F_SETFL, fcntl(sock, F_GETFL) | O_NONBLOCK) == -1 ||
+	    fcntl(sock, F_SETFD, FD_CLOEXEC) == -1) {
+		log_error("notify_socket %s: %s", popt_str(POPT_NOTIFY_SOCKET), strerror(errno));
 		return -1;
 	}
-	snprintf(describe, sizeof describe, "stdin (fd 0, from Cyrus master)");
+	snprintf(describe, sizeof describe, "fd %d (inherited%s)", fd,
+	    fd == PUSHER_MASTER_FD ? ", from Cyrus master" : "");
 	return 0;
 }
 
@@ -277,7 +283,7 @@ input_open(void)
 		log_error("coalesce: %s", err);
 		return -1;
 	}
-	if ((strcmp(path, PUSHER_STDIN) == 0 ? input_stdin() : input_bind(path)) == -1)
+	if ((options_socket_fd(path) >= 0 ? input_inherited(options_socket_fd(path)) : input_bind(path)) == -1)
 		return -1;
 	input_rcvbuf();
 	if ((read_ev = event_new(pusher_base, sock, EV_READ | EV_PERSIST, input_on_readable, NULL)) == NULL ||

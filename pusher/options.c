@@ -15,14 +15,29 @@
 
 static const char *const log_levels[] = LOG_LEVEL_NAMES;
 
-/* An absolute path (under the sun_path limit) or "stdin". */
+/* The descriptor named by a notify_socket of "stdin" or "fd:N"; -1 for a path. */
+int
+options_socket_fd(const char *v)
+{
+	char *end;
+	long fd;
+
+	if (strcmp(v, PUSHER_STDIN) == 0)
+		return 0;
+	if (strncmp(v, "fd:", 3) != 0 || v[3] < '0' || v[3] > '9')
+		return -1;
+	fd = strtol(v + 3, &end, 10);
+	return *end == '\0' && fd <= 65535 ? (int)fd : -1;
+}
+
+/* An absolute path (under the sun_path limit), "stdin" or "fd:N". */
 static int
 check_socket(const char *v, char *err, size_t errlen)
 {
-	if (strcmp(v, PUSHER_STDIN) == 0)
+	if (strcmp(v, PUSHER_STDIN) == 0 || options_socket_fd(v) >= 0)
 		return 0;
 	if (v[0] != '/' || strlen(v) >= 108) {
-		snprintf(err, errlen, "'%s': an absolute path (under 108 bytes) or \"%s\"", v, PUSHER_STDIN);
+		snprintf(err, errlen, "'%s': an absolute path (under 108 bytes), \"stdin\" or \"fd:N\"", v);
 		return -1;
 	}
 	return 0;
@@ -106,7 +121,7 @@ check_shared(const char *v, char *err, size_t errlen)
 const struct config_directive pusher_directives[POPT_COUNT] = {
 	[POPT_NOTIFY_SOCKET] = { "notify_socket", CONFIG_STRING, 1, 107, "/run/ssepush-pusher/notify",
 	    NULL, false, check_socket,
-	    "UNIX datagram socket to bind (imapd.conf notifysocket), or \"stdin\": the socket on fd 0 when Cyrus master starts the pusher" },
+	    "UNIX datagram socket to bind (imapd.conf notifysocket); or \"fd:4\" when Cyrus master starts the pusher as the notify service (master hands the bound socket over as fd 4); \"stdin\" = fd:0" },
 	[POPT_NOTIFY_SOCKET_MODE] = { "notify_socket_mode", CONFIG_STRING, 1, 5, "0660", NULL, false,
 	    check_mode, "permissions of the bound socket: Cyrus processes need write access" },
 	[POPT_NOTIFY_SOCKET_GROUP] = { "notify_socket_group", CONFIG_STRING, 0, 64, "", NULL, false,

@@ -19,7 +19,8 @@
 
 #define PUSHER_VERSION "0.1.0"
 #define PUSHER_EVENT_TYPE "change"	/* type of every published event */
-#define PUSHER_STDIN "stdin"		/* notify_socket value: use the socket on fd 0 */
+#define PUSHER_STDIN "stdin"		/* notify_socket value: the socket on fd 0 (same as "fd:0") */
+#define PUSHER_MASTER_FD 4		/* Cyrus master hands a service its listen socket as fd 4 */
 #define PUSHER_DRAIN_BATCH 256		/* datagrams read per wake-up before timers get a turn */
 #define PUSHER_INFLIGHT_MAX 64		/* publishes sent to Redis and not yet answered */
 #define PUSHER_BACKOFF_MIN_MS 100	/* Redis reconnect backoff, doubled up to the max, jittered */
@@ -104,6 +105,7 @@ const char *popt_str(enum popt o);
 
 /* options.c */
 int options_coalesce_config(const struct config *c, struct coalesce_config *cc);
+int options_socket_fd(const char *v);
 
 /* input.c */
 int input_open(void);
