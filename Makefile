@@ -101,7 +101,8 @@ fuzz: $(BUILD)/fuzz/fuzz_notify
 		-artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus
 
 functional: all
-	SSEPUSH_BROKER=$(abspath $(BUILD)/ssepush-broker) tests/functional/run.sh
+	SSEPUSH_BROKER=$(abspath $(BUILD)/ssepush-broker) SSEPUSH_PUSHER=$(abspath $(BUILD)/ssepush-pusher) \
+		tests/functional/run.sh
 
 test: test-deps
 	@$(MAKE) --no-print-directory all unit
@@ -110,8 +111,8 @@ test: test-deps
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/ssepush
-	install -m 755 $(BUILD)/ssepush-broker $(DESTDIR)$(PREFIX)/bin/
-	install -m 644 packaging/ssepush-broker.conf $(DESTDIR)/etc/ssepush/
+	install -m 755 $(BUILD)/ssepush-broker $(BUILD)/ssepush-pusher $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 packaging/ssepush-broker.conf packaging/ssepush-pusher.conf $(DESTDIR)/etc/ssepush/
 
 clean:
 	rm -rf $(BUILD)
