@@ -17,6 +17,7 @@ import {
 } from './lib.mjs';
 import {
   PUSHER, startRedis, startPusher, subscribePrimed, changes, changesBeforeMarker,
+  BROKER_OPTS,
 } from './pusher-lib.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -237,7 +238,7 @@ test('Cyrus end to end: LMTP delivery, skip-own-session, a 500-delivery burst wi
   const t0 = Date.now();
   const cy = await startCyrus();
   let redis = await startRedis(path.join(cy.T, 'redis.sock'));
-  const broker = await startBroker(['--redis', redis.url]);
+  const broker = await startBroker(['--redis', redis.url], BROKER_OPTS);
   await waitFor(async () => (await fetch(`${broker.url}/healthz`)).status === 200, 5000, 'broker /healthz 200');
   const pusher = await startPusher(['--notify_socket', cy.notify, '--notify_socket_group', 'mail',
     '--redis', redis.url, '--coalesce_ms', '200']);
@@ -307,7 +308,7 @@ test('Cyrus master starts the pusher as its notify service (cyrus.conf line, soc
   const T0 = tempDir();
   chmodSync(T0, 0o755);
   const redis = await startRedis(path.join(T0, 'redis.sock'));
-  const broker = await startBroker(['--redis', redis.url]);
+  const broker = await startBroker(['--redis', redis.url], BROKER_OPTS);
   await waitFor(async () => (await fetch(`${broker.url}/healthz`)).status === 200, 5000, 'broker /healthz 200');
   // As in packaging/cyrus/cyrus.conf, with test paths.
   const line = `  pusher cmd="${PUSHER} --notify_socket fd:4 --redis ${redis.url} --coalesce_ms 100" listen="@T@/run/notify.sock" proto="udp" prefork=1`;

@@ -13,6 +13,7 @@ import {
 import {
   PUSHER, fixture, fixtures, mailDatagram, eventJson, sendDatagrams, startRedis, startPusher,
   subscribePrimed, changes, changesBeforeMarker,
+  BROKER_OPTS,
 } from './pusher-lib.mjs';
 
 after(killAll);
@@ -21,7 +22,7 @@ after(killAll);
 async function stack(pusherArgs = []) {
   const dir = tempDir();
   const redis = await startRedis(path.join(dir, 'redis.sock'));
-  const broker = await startBroker(['--redis', redis.url]);
+  const broker = await startBroker(['--redis', redis.url], BROKER_OPTS);
   await waitFor(async () => (await fetch(`${broker.url}/healthz`)).status === 200, 5000, 'broker /healthz 200');
   const sock = path.join(dir, 'notify');
   const pusher = await startPusher(['--notify_socket', sock, '--redis', redis.url, '--coalesce_ms', '200', ...pusherArgs]);
