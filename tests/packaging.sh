@@ -9,17 +9,19 @@ pusher=${2:-$(dirname "$broker")/ssepush-pusher}
 check() {
 	bin=$1 conf=$2
 	out=$("$bin" -n -f "$conf")
-	[ "$out" = "configuration OK" ] || { echo "FAIL: $conf does not parse: $out"; exit 1; }
+	[ "$out" = "configuration OK" ] || { echo "FAIL: $conf does not parse: $out"; return 1; }
 	want=$("$bin" -h | grep -E '^[a-z_]+ ')
 	have=$(grep -E '^[a-z_]+ ' "$conf")
 	if [ "$want" != "$have" ]; then
 		echo "FAIL: $conf is out of date with the directive table; regenerate it:"
 		printf '%s\n' "$want" > /tmp/want.$$; printf '%s\n' "$have" | diff /tmp/want.$$ - || true
 		rm -f /tmp/want.$$
-		exit 1
+		return 1
 	fi
 	echo "ok: $conf matches the directive table"
 }
 
-check "$broker" packaging/ssepush-broker.conf
-check "$pusher" packaging/ssepush-pusher.conf
+rc=0
+check "$broker" packaging/ssepush-broker.conf || rc=1
+check "$pusher" packaging/ssepush-pusher.conf || rc=1
+exit $rc
