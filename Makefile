@@ -30,10 +30,12 @@ ifneq ($(filter-out clean deps,$(or $(MAKECMDGOALS),all)),)
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 JANSSON_LIBS := $(shell pkg-config --libs jansson 2>/dev/null)
+PUSHER_LIBS := $(shell pkg-config --libs jansson hiredis libevent 2>/dev/null)
 endif
 
 COMMON_SRC := $(wildcard common/*.c)
 BROKER_SRC := $(wildcard broker/*.c)
+PUSHER_SRC := $(wildcard pusher/*.c)
 LEAF_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o) $(BUILD)/broker/history.o \
 	$(BUILD)/broker/cidr.o $(BUILD)/pusher/notify.o $(BUILD)/pusher/coalesce.o
 # Served by the broker (broker/static.c), embedded at build time by broker/www/embed.sh.
@@ -43,7 +45,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all clean deps test-deps run test unit functional browser install fuzz
-all: $(BUILD)/ssepush-broker
+all: $(BUILD)/ssepush-broker $(BUILD)/ssepush-pusher
 
 # Rebuild everything when the flags change (e.g. SANITIZER on or off).
 $(BUILD)/.flags: FORCE
@@ -69,6 +71,10 @@ $(BUILD)/gen/www.o: $(BUILD)/gen/www.c $(BUILD)/.flags
 $(BUILD)/ssepush-broker: $(COMMON_SRC:%.c=$(BUILD)/%.o) $(BROKER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/www.o
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -pthread $^ $(PKG_LIBS) -o $@
+
+$(BUILD)/ssepush-pusher: $(COMMON_SRC:%.c=$(BUILD)/%.o) $(PUSHER_SRC:%.c=$(BUILD)/%.o)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) $^ $(PUSHER_LIBS) -o $@
 
 $(BUILD)/tests/%: tests/unit/%.c $(LEAF_OBJ) $(BUILD)/.flags
 	@mkdir -p $(dir $@)
@@ -106,7 +112,8 @@ fuzz: $(BUILD)/fuzz/fuzz_notify
 		-artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus
 
 functional: all
-	SSEPUSH_BROKER=$(abspath $(BUILD)/ssepush-broker) tests/functional/run.sh
+	SSEPUSH_BROKER=$(abspath $(BUILD)/ssepush-broker) SSEPUSH_PUSHER=$(abspath $(BUILD)/ssepush-pusher) \
+		tests/functional/run.sh
 
 browser: all
 	SSEPUSH_BROKER=$(abspath $(BUILD)/ssepush-broker) tests/browser/run.sh
@@ -119,9 +126,9 @@ test: test-deps
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/ssepush $(DESTDIR)$(PREFIX)/share/ssepush
-	install -m 755 $(BUILD)/ssepush-broker $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 $(BUILD)/ssepush-broker $(BUILD)/ssepush-pusher $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 broker/www/ssepush.js broker/www/ssepush.mjs $(DESTDIR)$(PREFIX)/share/ssepush/
-	install -m 644 packaging/ssepush-broker.conf $(DESTDIR)/etc/ssepush/
+	install -m 644 packaging/ssepush-broker.conf packaging/ssepush-pusher.conf $(DESTDIR)/etc/ssepush/
 
 clean:
 	rm -rf $(BUILD)

@@ -5,7 +5,7 @@
 set -eu
 
 build_pkgs="gcc make pkg-config libmicrohttpd-dev libjansson-dev libhiredis-dev libevent-dev libjwt-dev"
-test_pkgs="$build_pkgs libcmocka-dev curl iproute2 redis-server chromium nginx-light"
+test_pkgs="$build_pkgs libcmocka-dev curl iproute2 redis-server chromium nginx-light python3 cyrus-imapd sasl2-bin"
 
 case "${1:-build}" in
 	--check) want="$test_pkgs"; check_only=1 ;;

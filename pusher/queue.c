@@ -1,0 +1,82 @@
+/*
+ * The bounded FIFO of change events waiting for Redis. An item leaves it only when Redis
+ * answered its publish (or it was given up, counted); items sent on a connection that
+ * died stay and are sent again. It does no I/O and no logging; the caller counts drops.
+ */
+#include "pusher.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Empties q and sets its bound. */
+void
+queue_init(struct queue *q, size_t max)
+{
+	memset(q, 0, sizeof *q);
+	q->max = max;
+}
+
+/*
+ * Appends a closed window. Steals ev->payload on success (ev is cleared); returns -1
+ * and leaves ev alone when the queue is full or memory ran out.
+ */
+int
+queue_push(struct queue *q, struct coalesce_event *ev)
+{
+	struct queue_item *it;
+
+	if (q->len >= q->max || (it = calloc(1, sizeof *it)) == NULL)
+		return -1;
+	memcpy(it->channel, ev->channel, sizeof it->channel);
+	memcpy(it->origin, ev->origin, sizeof it->origin);
+	it->payload = ev->payload;
+	it->len = ev->payload_len;
+	ev->payload = NULL;
+	it->prev = q->tail;
+	if (q->tail != NULL)
+		q->tail->next = it;
+	else
+		q->head = it;
+	q->tail = it;
+	q->len++;
+	return 0;
+}
+
+/* The oldest item not handed to the current connection, or NULL. */
+struct queue_item *
+queue_next_unsent(const struct queue *q)
+{
+	struct queue_item *it;
+
+	/* Sent items form a prefix (sent in order, answered in order), so this is short. */
+	for (it = q->head; it != NULL && it->sent; it = it->next)
+		;
+	return it;
+}
+
+/* Unlinks and frees one item. */
+void
+queue_remove(struct queue *q, struct queue_item *it)
+{
+	if (it->prev != NULL)
+		it->prev->next = it->next;
+	else
+		q->head = it->next;
+	if (it->next != NULL)
+		it->next->prev = it->prev;
+	else
+		q->tail = it->prev;
+	if (it->sent)
+		q->inflight--;
+	q->len--;
+	free(it->payload);
+	free(it);
+}
+
+/* Frees every item (at exit). */
+void
+queue_clear(struct queue *q)
+{
+	while (q->head != NULL)
+		queue_remove(q, q->head);
+}
