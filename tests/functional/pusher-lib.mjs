@@ -55,10 +55,15 @@ export async function sendDatagrams(sockPath, bufs) {
   assert.equal(r.code, 0, `datagram sender failed: ${r.stderr}`);
 }
 
-/** Starts redis-server on the UNIX socket sockPath (no TCP, no persistence). */
+/*
+ * Starts redis-server on the UNIX socket sockPath (no TCP). Persistence is on (an
+ * fsync per write), as in a deployment that keeps history across Redis restarts: a
+ * restart in these tests must not lose events, so subscribers must see the changes
+ * themselves (a Redis that lost its history makes the broker send a reset instead).
+ */
 export async function startRedis(sockPath) {
   const p = spawnProcess('redis-server', ['--port', '0', '--unixsocket', sockPath, '--unixsocketperm', '777',
-    '--save', '', '--appendonly', 'no', '--dir', path.dirname(sockPath)]);
+    '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--dir', path.dirname(sockPath)]);
   await waitFor(() => {
     if (p.exitInfo()) throw new Error(`redis-server exited: ${p.stdout()} ${p.stderr()}`);
     return /[Rr]eady to accept connections/.test(p.stdout());
