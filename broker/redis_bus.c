@@ -216,36 +216,6 @@ bus_channel_changed(struct channel *ch)
 	bus_wake();
 }
 
-/* Builds an EVALSHA argv for the publish script from a job. */
-static int
-bus_publish_argv(struct bus_job *j, char keys[3][BUS_KEY_MAX], char *num[2], const char **argv,
-    size_t *lens)
-{
-	const char *p = bus_prefix();
-	int i;
-
-	if (bus_key(keys[0], BUS_KEY_MAX, p, BUS_KEY_HISTORY, j->req.channel) == 0 ||
-	    bus_key(keys[1], BUS_KEY_MAX, p, BUS_KEY_COUNTS, j->req.channel) == 0 ||
-	    bus_key(keys[2], BUS_KEY_MAX, p, BUS_KEY_NOTIFY, j->req.channel) == 0)
-		return -1;
-	snprintf(num[0], 24, "%lld", opt(OPT_HISTORY_SIZE));
-	snprintf(num[1], 24, "%lld", opt(OPT_HISTORY_TTL) * 1000);
-	snprintf(keys[2] + strlen(keys[2]) + 1, BUS_KEY_MAX - strlen(keys[2]) - 1, "%sb:", p);
-	argv[0] = "EVALSHA"; argv[1] = bus_sha_publish; argv[2] = "3";
-	argv[3] = keys[0]; argv[4] = keys[1]; argv[5] = keys[2];
-	argv[6] = num[0]; argv[7] = num[1];
-	argv[8] = j->req.type ? j->req.type : "message";
-	argv[9] = j->req.session ? j->req.session : "";
-	argv[10] = j->req.exclude_session ? j->req.exclude_session : "";
-	argv[11] = j->req.origin ? j->req.origin : "";
-	argv[12] = j->req.data;
-	argv[13] = keys[2] + strlen(keys[2]) + 1;
-	for (i = 0; i < 14; i++)
-		lens[i] = strlen(argv[i]);
-	lens[12] = j->req.len;
-	return 0;
-}
-
 /* Hands the publish script's reply to the waiting HTTP request. */
 static void
 bus_on_published(redisAsyncContext *ac, void *reply, void *priv)
@@ -270,12 +240,13 @@ bus_on_published(redisAsyncContext *ac, void *reply, void *priv)
 static void
 bus_run_publish(struct bus_job *j)
 {
-	char keys[3][BUS_KEY_MAX], n0[24], n1[24], *num[2] = { n0, n1 };
-	const char *argv[14];
-	size_t lens[14];
+	struct bus_publish_args a;
+	struct bus_message m = { j->req.channel, j->req.type, j->req.session,
+	    j->req.exclude_session, j->req.origin, j->req.data, j->req.len };
 
-	if (!bus_up || bus_publish_argv(j, keys, num, argv, lens) == -1 ||
-	    redisAsyncCommandArgv(bus_cmd, bus_on_published, j, 14, argv, lens) != REDIS_OK) {
+	if (!bus_up || bus_publish_args(&a, bus_sha_publish, bus_prefix(), opt(OPT_HISTORY_SIZE),
+	    opt(OPT_HISTORY_TTL), &m) == -1 ||
+	    redisAsyncCommandArgv(bus_cmd, bus_on_published, j, BUS_PUBLISH_ARGC, a.argv, a.lens) != REDIS_OK) {
 		j->done(j->arg, -1, NULL, 0);
 		free(j);
 	}

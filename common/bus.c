@@ -102,6 +102,40 @@ bus_key(char *out, size_t outlen, const char *prefix, enum bus_key tag, const ch
 	return n < 0 || (size_t)n >= outlen ? 0 : (size_t)n;
 }
 
+/* Both daemons publish through this, so the script's KEYS/ARGV order lives here only. */
+int
+bus_publish_args(struct bus_publish_args *a, const char *sha, const char *prefix,
+    long long history_size, long long history_ttl_s, const struct bus_message *m)
+{
+	int i;
+
+	if (bus_key(a->keys[0], BUS_KEY_MAX, prefix, BUS_KEY_HISTORY, m->channel) == 0 ||
+	    bus_key(a->keys[1], BUS_KEY_MAX, prefix, BUS_KEY_COUNTS, m->channel) == 0 ||
+	    bus_key(a->keys[2], BUS_KEY_MAX, prefix, BUS_KEY_NOTIFY, m->channel) == 0 ||
+	    bus_key(a->alive, BUS_KEY_MAX, prefix, BUS_KEY_ALIVE, "") == 0)
+		return -1;
+	snprintf(a->maxlen, sizeof a->maxlen, "%lld", history_size);
+	snprintf(a->ttl_ms, sizeof a->ttl_ms, "%lld", history_ttl_s * 1000);
+	a->argv[0] = "EVALSHA";
+	a->argv[1] = sha;
+	a->argv[2] = "3";
+	a->argv[3] = a->keys[0];
+	a->argv[4] = a->keys[1];
+	a->argv[5] = a->keys[2];
+	a->argv[6] = a->maxlen;
+	a->argv[7] = a->ttl_ms;
+	a->argv[8] = m->type != NULL && *m->type != '\0' ? m->type : "message";
+	a->argv[9] = m->session != NULL ? m->session : "";
+	a->argv[10] = m->exclude_session != NULL ? m->exclude_session : "";
+	a->argv[11] = m->origin != NULL ? m->origin : "";
+	a->argv[12] = m->data;
+	a->argv[13] = a->alive;
+	for (i = 0; i < BUS_PUBLISH_ARGC; i++)
+		a->lens[i] = strlen(a->argv[i]);
+	a->lens[12] = m->len;
+	return 0;
+}
+
 /* Parses a decimal run; returns the position after it or NULL. */
 static const char *
 bus_number(const char *p, const char *end, uint64_t *v)

@@ -38,6 +38,30 @@ int bus_id_parse(const char *id, size_t len, uint64_t *key);
 /* Formats a key back into "ms-seq". */
 void bus_id_format(char *out, size_t outlen, uint64_t key);
 
+#define BUS_PUBLISH_ARGC 14
+
+/* One event to publish; NULL strings are sent as "" (type "" as message). */
+struct bus_message {
+	const char *channel, *type, *session, *exclude_session, *origin, *data;
+	size_t len;				/* bytes of data */
+};
+
+/* An EVALSHA of the publish script, ready for redisAsyncCommandArgv; argv borrows from it and from the message. */
+struct bus_publish_args {
+	char keys[3][BUS_KEY_MAX];
+	char alive[BUS_KEY_MAX];
+	char maxlen[24], ttl_ms[24];
+	const char *argv[BUS_PUBLISH_ARGC];
+	size_t lens[BUS_PUBLISH_ARGC];
+};
+
+/*
+ * Lays out the publish script's call for one message: the single place where the
+ * broker and the pusher agree on KEYS and ARGV. Returns 0, or -1 if a key is too long.
+ */
+int bus_publish_args(struct bus_publish_args *a, const char *sha, const char *prefix,
+    long long history_size, long long history_ttl_s, const struct bus_message *m);
+
 /* One notification as published by the publish script: "id\ntype\nsession\nexclude\norigin\ndata". */
 struct bus_note {
 	const char *id, *type, *session, *exclude_session, *origin, *data;	/* borrowed, NUL-terminated except data */

@@ -90,35 +90,6 @@ pub_fail(const char *why)
 	pub_schedule_retry();
 }
 
-/* Builds the EVALSHA argv of the shared publish script for one item (as the broker does). */
-static void
-pub_argv(const struct queue_item *it, char keys[3][BUS_KEY_MAX], char *num[3], const char **argv,
-    size_t *lens)
-{
-	const char *p = popt_str(POPT_REDIS_PREFIX);
-	int i;
-
-	/* A channel is at most NAMES_CHANNEL_MAX bytes and the prefix 64: always fits. */
-	bus_key(keys[0], BUS_KEY_MAX, p, BUS_KEY_HISTORY, it->channel);
-	bus_key(keys[1], BUS_KEY_MAX, p, BUS_KEY_COUNTS, it->channel);
-	bus_key(keys[2], BUS_KEY_MAX, p, BUS_KEY_NOTIFY, it->channel);
-	snprintf(num[0], 24, "%lld", popt(POPT_HISTORY_SIZE));
-	snprintf(num[1], 24, "%lld", popt(POPT_HISTORY_TTL) * 1000);
-	snprintf(num[2], BUS_KEY_MAX, "%s%c:", p, (char)BUS_KEY_ALIVE);
-	argv[0] = "EVALSHA"; argv[1] = sha; argv[2] = "3";
-	argv[3] = keys[0]; argv[4] = keys[1]; argv[5] = keys[2];
-	argv[6] = num[0]; argv[7] = num[1];
-	argv[8] = PUSHER_EVENT_TYPE;
-	argv[9] = "";			/* session: every session of the user */
-	argv[10] = "";			/* exclude_session */
-	argv[11] = it->origin;		/* "" unless the whole window came from one session */
-	argv[12] = it->payload;
-	argv[13] = num[2];
-	for (i = 0; i < 14; i++)
-		lens[i] = strlen(argv[i]);
-	lens[12] = it->len;
-}
-
 /* An error reply: give the item PUSHER_PUBLISH_TRIES chances, then drop it (counted). */
 static void
 pub_on_error(struct queue_item *it, const char *msg)
@@ -170,15 +141,20 @@ pub_on_reply(redisAsyncContext *ac, void *reply, void *priv)
 void
 pub_kick(void)
 {
-	char keys[3][BUS_KEY_MAX], n0[24], n1[24], n2[BUS_KEY_MAX], *num[3] = { n0, n1, n2 };
-	const char *argv[14];
-	size_t lens[14];
+	struct bus_publish_args a;
+	struct bus_message m = { .type = PUSHER_EVENT_TYPE };
 	struct queue_item *it;
 
 	while (up && ctx != NULL && pusher_queue.inflight < PUSHER_INFLIGHT_MAX &&
 	    (it = queue_next_unsent(&pusher_queue)) != NULL) {
-		pub_argv(it, keys, num, argv, lens);
-		if (redisAsyncCommandArgv(ctx, pub_on_reply, it, 14, argv, lens) != REDIS_OK) {
+		/* Every session of the user gets it, except one that produced the origin. */
+		m.channel = it->channel;
+		m.origin = it->origin;
+		m.data = it->payload;
+		m.len = it->len;
+		if (bus_publish_args(&a, sha, popt_str(POPT_REDIS_PREFIX), popt(POPT_HISTORY_SIZE),
+		    popt(POPT_HISTORY_TTL), &m) == -1 ||
+		    redisAsyncCommandArgv(ctx, pub_on_reply, it, BUS_PUBLISH_ARGC, a.argv, a.lens) != REDIS_OK) {
 			pub_fail("cannot queue a command");
 			return;
 		}
