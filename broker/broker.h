@@ -26,6 +26,7 @@
 #define BROKER_SWEEP_SECONDS 5		/* how often idle channels are swept */
 #define BROKER_WHEEL_SLOTS 1024		/* ping wheel: one slot per second */
 #define BROKER_MAX_SHARDS 64
+#define BROKER_DIRECT_FANOUT 256	/* channels with more subscribers are woken, not written directly */
 #define BUS_LINGER_SECONDS 15		/* stay subscribed this long after the last subscriber left */
 #define BUS_BACKOFF_MIN_MS 100		/* Redis reconnect backoff, doubled up to the max, jittered */
 #define BUS_BACKOFF_MAX_MS 5000
