@@ -81,7 +81,7 @@ struct channel {
 };
 
 /* What a request's MHD req_cls points at: each kind starts with this. */
-enum req_kind { REQ_STREAM = 1, REQ_PUBLISH };
+enum req_kind { REQ_STREAM = 1, REQ_PUBLISH, REQ_HEADERS };
 
 /* One subscriber stream (an EventSource or long-poll response). */
 struct stream {

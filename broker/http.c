@@ -151,8 +151,22 @@ http_access(void *cls, struct MHD_Connection *conn, const char *url, const char 
 	const char *rest;
 	struct auth_result ar;
 
+	static enum req_kind headers_seen = REQ_HEADERS;
+
 	if (*req_cls != NULL && *(enum req_kind *)*req_cls == REQ_PUBLISH)
 		return publish_handle(conn, url, upload, upload_size, req_cls);	/* body chunk */
+	/*
+	 * libmicrohttpd 0.9.75 closes the connection after any response queued in the
+	 * first call (it stops reading the request). A GET has no body to wait for, so
+	 * answer it on the second call and the connection stays open for the next
+	 * request (a long-poll client's next poll, an EventSource reconnect).
+	 */
+	if (*req_cls == NULL && (get || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0)) {
+		*req_cls = &headers_seen;
+		return MHD_YES;
+	}
+	if (*req_cls == &headers_seen)
+		*req_cls = NULL;
 	http_log_request(method, url);
 	if (strcmp(method, MHD_HTTP_METHOD_OPTIONS) == 0 && *opt_str(OPT_CORS_ORIGINS) != '\0')
 		return cors_preflight(conn, url, serves_publish);
@@ -194,9 +208,9 @@ http_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 		return;
 	if (*kind == REQ_STREAM)
 		stream_completed((struct stream *)kind);
-	else
+	else if (*kind == REQ_PUBLISH)
 		publish_free(kind);
-	*req_cls = NULL;
+	*req_cls = NULL;	/* REQ_HEADERS: a static marker, nothing to free */
 }
 
 /* Counts open connections for /metrics. */
