@@ -6,7 +6,7 @@ set -eu
 
 build_pkgs="gcc make pkg-config libmicrohttpd-dev libjansson-dev"
 test_pkgs="$build_pkgs libcmocka-dev curl iproute2"
-bench_pkgs="$build_pkgs curl nginx-light libnginx-mod-nchan"
+bench_pkgs="$build_pkgs curl procps nginx-light libnginx-mod-nchan redis-server"
 
 case "${1:-build}" in
 	--check) want="$test_pkgs"; check_only=1 ;;

@@ -6,7 +6,8 @@
 #
 # Env: BUILD (build dir, default ../../build), OUT (default $BUILD/bench),
 #      BENCH_QUICK=1 (smaller scenarios, 2 rounds: under 3 minutes),
-#      BENCH_ROUNDS=N, BENCH_ONLY="a c" (run only these scenarios).
+#      BENCH_ROUNDS=N, BENCH_ONLY="a c" (run only these scenarios),
+#      BENCH_SSEPUSH_FLAGS="--threads 64" (extra broker flags, to try a change).
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -95,7 +96,7 @@ start_ssepush() {
 	SERVER_PIDS=""
 	k=0
 	while [ $k -lt "$n" ]; do
-		"$BROKER" --listen "127.0.0.1:$PORT" --max_connections 19500 "$@" \
+		"$BROKER" --listen "127.0.0.1:$PORT" --max_connections 19500 ${BENCH_SSEPUSH_FLAGS:-} "$@" \
 		    > "$TMP/broker$k.log" 2>&1 &
 		SERVER_PIDS="$SERVER_PIDS $!"
 		k=$((k + 1))
