@@ -1,4 +1,4 @@
-# ssepush: plain GNU Makefile. `make`, `make run`, `make test`, `make clean`.
+# ssepush: plain GNU Makefile. `make`, `make run`, `make test`, `make bench`, `make clean`.
 # Knobs: SANITIZER=address (ASan+UBSan), WERROR=1, V=1, PREFIX, DESTDIR.
 
 PREFIX ?= /usr/local
@@ -44,7 +44,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 .SECONDARY: $(LEAF_OBJ)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all clean deps test-deps run test unit functional browser install fuzz
+.PHONY: all clean deps test-deps bench-deps run test unit functional browser install fuzz bench
 all: $(BUILD)/ssepush-broker $(BUILD)/ssepush-pusher
 
 # Rebuild everything when the flags change (e.g. SANITIZER on or off).
@@ -83,6 +83,9 @@ $(BUILD)/tests/%: tests/unit/%.c $(LEAF_OBJ) $(BUILD)/.flags
 
 deps:
 	@packaging/install-deps.sh build
+
+bench-deps:
+	@packaging/install-deps.sh bench
 
 test-deps:
 	@packaging/install-deps.sh test
@@ -123,6 +126,18 @@ test: test-deps
 	tests/packaging.sh $(BUILD)/ssepush-broker
 	@$(MAKE) --no-print-directory functional
 	@$(MAKE) --no-print-directory browser
+
+# The load generator: libc only, same warnings as the daemons.
+$(BUILD)/loadgen: tests/bench/loadgen.c $(BUILD)/.flags
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $< -o $@
+
+# ssepush against nginx+nchan, scenario by scenario (BENCH_QUICK=1: under 3 minutes).
+# Not part of `make test`: it loads both cores for minutes.
+bench: bench-deps
+	@$(MAKE) --no-print-directory all $(BUILD)/loadgen
+	BUILD=$(abspath $(BUILD)) tests/bench/run.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/ssepush $(DESTDIR)$(PREFIX)/share/ssepush

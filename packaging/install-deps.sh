@@ -1,17 +1,19 @@
 #!/bin/sh
 # Installs the Debian packages ssepush needs: "build" for make/make run, "test" for
-# make test. As root it runs apt-get; otherwise it prints the exact command and fails.
+# make test, "bench" for make bench (nginx + nchan, the server we compare against). As root it runs apt-get; otherwise it prints the exact command and fails.
 # --check only lists what is missing.
 set -eu
 
 build_pkgs="gcc make pkg-config libmicrohttpd-dev libjansson-dev libhiredis-dev libevent-dev libjwt-dev"
 test_pkgs="$build_pkgs libcmocka-dev curl iproute2 redis-server chromium nginx-light python3 cyrus-imapd sasl2-bin"
+bench_pkgs="$build_pkgs curl procps nginx-light libnginx-mod-nchan redis-server"
 
 case "${1:-build}" in
 	--check) want="$test_pkgs"; check_only=1 ;;
 	build) want="$build_pkgs"; check_only=0 ;;
 	test) want="$test_pkgs"; check_only=0 ;;
-	*) echo "usage: $0 [build|test|--check]" >&2; exit 2 ;;
+	bench) want="$bench_pkgs"; check_only=0 ;;
+	*) echo "usage: $0 [build|test|bench|--check]" >&2; exit 2 ;;
 esac
 
 missing=""
@@ -21,7 +23,7 @@ for p in $want; do
 	fi
 done
 # Node.js may come from Debian or be preinstalled; only its commands matter.
-if [ "${1:-build}" != build ]; then
+if [ "${1:-build}" = test ] || [ "${1:-build}" = --check ]; then
 	command -v node >/dev/null 2>&1 || missing="$missing nodejs"
 	command -v npm >/dev/null 2>&1 || missing="$missing npm"
 fi
