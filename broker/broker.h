@@ -64,7 +64,10 @@ struct auth_result {
 struct channel {
 	pthread_mutex_t lock;
 	struct channel *hnext;		/* hash chain, under the table lock */
-	unsigned refs;			/* holders (streams, publishers), under the table lock */
+	/* Holders (streams, publishers, the Redis thread). Atomic so that a holder may take
+	 * another reference under ch->lock without the table lock (lock order: table, then
+	 * channel); only channel_get raises it from 0, under the table lock. */
+	atomic_uint refs;
 	struct stream *subs;		/* subscriber list, under lock */
 	unsigned nsubs;			/* under lock */
 	uint64_t published;		/* under lock */

@@ -131,18 +131,16 @@ channel_get(const char *name, size_t len, bool create)
 			channel_table_grow();
 	}
 	if (ch != NULL)
-		ch->refs++;
+		atomic_fetch_add(&ch->refs, 1);
 	pthread_mutex_unlock(&table_lock);
 	return ch;
 }
 
-/* Takes another reference on a channel the caller already holds. */
+/* Takes another reference on a channel the caller already holds; any lock may be held. */
 struct channel *
 channel_ref(struct channel *ch)
 {
-	pthread_mutex_lock(&table_lock);
-	ch->refs++;
-	pthread_mutex_unlock(&table_lock);
+	atomic_fetch_add(&ch->refs, 1);
 	return ch;
 }
 
@@ -150,9 +148,7 @@ channel_ref(struct channel *ch)
 void
 channel_put(struct channel *ch)
 {
-	pthread_mutex_lock(&table_lock);
-	ch->refs--;
-	pthread_mutex_unlock(&table_lock);
+	atomic_fetch_sub(&ch->refs, 1);
 }
 
 /* Writes the id clients see: "<boot>-<seq>" standalone, the Redis stream id otherwise. */
@@ -316,26 +312,30 @@ channel_each(void (*fn)(struct channel *, void *), void *arg)
 }
 
 /*
- * Expires old history everywhere and frees channels that nobody holds and that have
- * nothing left to replay. Runs every few seconds on the reaper thread.
+ * Expires old history and frees channels that nobody holds and that have nothing left
+ * to replay, a slice of the table per call: the reaper calls it every quarter second
+ * and covers the table every BROKER_SWEEP_SECONDS, so the table lock (which every
+ * publish and subscribe takes) is never held for a walk of every channel.
  */
 void
 channel_sweep(void)
 {
+	static size_t next;	/* bucket to resume at; only the reaper sweeps */
 	int64_t cutoff = clock_ns() - (int64_t)opt(OPT_HISTORY_TTL) * 1000000000;
-	size_t limit = (size_t)opt(OPT_HISTORY_SIZE), i;
+	size_t limit = (size_t)opt(OPT_HISTORY_SIZE), n, i;
 	struct channel **pp, *ch;
 	bool empty;
 
 	pthread_mutex_lock(&table_lock);
-	for (i = 0; i < table_size; i++) {
-		for (pp = &table[i]; (ch = *pp) != NULL;) {
+	n = table_size / (BROKER_SWEEP_SECONDS * 4) + 1;
+	for (i = 0; i < n; i++, next++) {
+		for (pp = &table[next % table_size]; (ch = *pp) != NULL;) {
 			pthread_mutex_lock(&ch->lock);
 			history_expire(&ch->history, cutoff);
 			history_trim(&ch->history, limit);
 			empty = history_count(&ch->history) == 0 && ch->nsubs == 0;
 			pthread_mutex_unlock(&ch->lock);
-			if (empty && ch->refs == 0) {
+			if (empty && atomic_load(&ch->refs) == 0) {
 				*pp = ch->hnext;
 				table_count--;
 				channel_destroy(ch);

@@ -165,7 +165,7 @@ static void *
 reaper_main(void *arg)
 {
 	struct epoll_event evs[REAPER_EVENTS];
-	uint32_t last = clock_sec(), now, sweep = last;
+	uint32_t last = clock_sec(), now;
 	int i, n;
 
 	(void)arg;
@@ -186,10 +186,7 @@ reaper_main(void *arg)
 			last = now - BROKER_WHEEL_SLOTS;
 		while ((int32_t)(now - last) > 0)
 			reaper_tick(++last);
-		if (now - sweep >= BROKER_SWEEP_SECONDS) {
-			sweep = now;
-			channel_sweep();
-		}
+		channel_sweep();	/* one slice per pass */
 	}
 }
 

@@ -89,14 +89,19 @@ stop_servers() {
 }
 
 # Starts $1 ssepush broker processes on one port (SO_REUSEPORT), extra flags after.
-# Sets PORT, SERVER_PIDS and MEASURE_PIDS (the processes whose RSS and CPU count).
+# Publishers use publish_listen, a second port served by a daemon of its own: the
+# recommended setup (publishers are backends; a publish that waits for Redis then
+# never shares an event loop with thousands of suspended subscribers).
+# Sets PORT, PUB_PORT, SERVER_PIDS and MEASURE_PIDS (the processes whose RSS and CPU count).
 start_ssepush() {
 	n=$1; shift
 	PORT=$(free_port)
+	PUB_PORT=$(free_port)
 	SERVER_PIDS=""
 	k=0
 	while [ $k -lt "$n" ]; do
-		"$BROKER" --listen "127.0.0.1:$PORT" --max_connections 19500 ${BENCH_SSEPUSH_FLAGS:-} "$@" \
+		"$BROKER" --listen "127.0.0.1:$PORT" --publish_listen "127.0.0.1:$PUB_PORT" \
+		    --max_connections 19500 ${BENCH_SSEPUSH_FLAGS:-} "$@" \
 		    > "$TMP/broker$k.log" 2>&1 &
 		SERVER_PIDS="$SERVER_PIDS $!"
 		k=$((k + 1))
@@ -172,6 +177,7 @@ EOF
 # Starts nginx+nchan with $1 workers ($2: redis URL or empty). Measures the workers.
 start_nchan() {
 	PORT=$(free_port)
+	PUB_PORT=$PORT		# nchan publishes through the same server block
 	nchan_conf "$1" "${2:-}"
 	nginx -p "$TMP" -c "$TMP/nginx.conf" -e "$TMP/nginx-error.log" &
 	SERVER_PIDS=$!
@@ -191,7 +197,7 @@ start_nchan() {
 load() {
 	round=$1 server=$2 scen=$3
 	shift 3
-	"$LOADGEN" --server "$server" --port "$PORT" --addrs $ADDRS --pids "$MEASURE_PIDS" \
+	"$LOADGEN" --server "$server" --port "$PORT" --pub-port "$PUB_PORT" --addrs $ADDRS --pids "$MEASURE_PIDS" \
 	    --drain-timeout $DRAIN "$@" > "$TMP/lg.out" 2> "$TMP/lg.err" || {
 		echo "bench: loadgen failed in scenario $scen on $server:" >&2
 		cat "$TMP/lg.err" >&2
@@ -256,8 +262,7 @@ scenario_f() {
 }
 
 # (g) Redis: 3 broker processes on one port and one redis-server, 50k subscribers,
-# unicast as in (c); nchan: 3 workers on its Redis storage. Skipped until the broker
-# has a redis directive.
+# unicast as in (c); nchan: 3 workers on its Redis storage.
 REDIS_PID=""
 scenario_g() {
 	if ! "$BROKER" -h | grep -q '^redis '; then
@@ -271,6 +276,14 @@ scenario_g() {
 	until redis-cli -p "$rport" ping > /dev/null 2>&1; do sleep 0.05; done
 	if [ "$2" = ssepush ]; then
 		start_ssepush 3 --redis "redis://127.0.0.1:$rport"
+		for k in 0 1 2; do	# each broker's bus is up before any publish
+			i=0
+			until grep -q 'redis: connected' "$TMP/broker$k.log"; do
+				i=$((i + 1))
+				[ $i -lt 200 ] || { cat "$TMP/broker$k.log" >&2; return 1; }
+				sleep 0.05
+			done
+		done
 	else
 		start_nchan 3 "redis://127.0.0.1:$rport"
 	fi

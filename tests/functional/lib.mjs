@@ -97,7 +97,7 @@ export async function waitFor(fn, timeoutMs = WAIT, what = 'condition', detail =
 
 /** Returns true when stderr text shows a sanitizer report. */
 export function sanitizerReport(text) {
-  return /AddressSanitizer|LeakSanitizer|runtime error:/.test(text);
+  return /AddressSanitizer|LeakSanitizer|ThreadSanitizer|runtime error:/.test(text);
 }
 
 /** Waits until a spawned child exits; resolves {code, signal}, or null on timeout. */
