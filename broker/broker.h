@@ -60,64 +60,69 @@ struct auth_result {
 	char session[129];		/* the token's sid (NAMES_ID_MAX + 1), or "" */
 };
 
-/* A channel: its history and its local subscribers, under one lock. */
+/*
+ * A channel: its history and its local subscribers, under one lock. One per user in
+ * the common case, so fields are ordered by size to avoid padding.
+ */
 struct channel {
-	pthread_mutex_t lock;
 	struct channel *hnext;		/* hash chain, under the table lock */
+	struct stream *subs;		/* subscriber list, under lock */
+	struct bus_chan *bus;		/* Redis mode: the Redis thread's state, or NULL (Redis thread only) */
+	struct channel *bus_next;	/* Redis mode: the Redis thread's work list (under its queue lock) */
+	pthread_mutex_t lock;
+	struct history history;		/* under lock */
+	uint64_t published;		/* under lock */
 	/* Holders (streams, publishers, the Redis thread). Atomic so that a holder may take
 	 * another reference under ch->lock without the table lock (lock order: table, then
 	 * channel); only channel_get raises it from 0, under the table lock. */
 	atomic_uint refs;
-	struct stream *subs;		/* subscriber list, under lock */
 	unsigned nsubs;			/* under lock */
-	uint64_t published;		/* under lock */
-	struct history history;		/* under lock */
-	/* Redis mode only */
-	bool covered;			/* the ring holds every event after history.floor_seq (under lock) */
-	bool positioned;		/* history.last_seq is a real position in Redis (under lock) */
-	uint32_t count_gen;		/* generation of the counts this broker registered (under lock) */
-	struct bus_chan *bus;		/* the Redis thread's state, or NULL (Redis thread only) */
-	bool bus_queued;		/* in the Redis thread's work list (under its queue lock) */
-	struct channel *bus_next;	/* that list (under its queue lock) */
-	size_t namelen;
+	uint32_t count_gen;		/* Redis mode: generation of this broker's registered counts (under lock) */
+	uint16_t namelen;
+	bool covered;			/* Redis mode: the ring holds every event after history.floor_seq (under lock) */
+	bool positioned;		/* Redis mode: history.last_seq is a real position in Redis (under lock) */
+	bool bus_queued;		/* Redis mode: in the Redis thread's work list (under its queue lock) */
 	char name[];
 };
 
 /* What a request's MHD req_cls points at: each kind starts with this. */
 enum req_kind { REQ_STREAM = 1, REQ_PUBLISH, REQ_HEADERS };
 
-/* One subscriber stream (an EventSource or long-poll response). */
+/*
+ * One subscriber stream (an EventSource or long-poll response). Every byte here is
+ * paid once per subscriber, so fields are ordered by size to avoid padding.
+ */
 struct stream {
-	enum req_kind kind;		/* REQ_STREAM */
+	enum req_kind kind;		/* first: MHD's req_cls points here (REQ_STREAM) */
+	int wslot;			/* wheel slot, or -1 */
 	struct MHD_Connection *conn;
 	struct channel *ch;		/* holds a reference */
 	struct stream *prev, *next;	/* channel list, under ch->lock */
 	struct stream *wprev, *wnext;	/* ping wheel slot, under the wheel lock */
 	struct stream *gnext;		/* graveyard, under the reaper's lock */
-	int wslot;			/* wheel slot, or -1 */
-	int fd;
-	uint64_t cursor;		/* channel index of the next event to consider */
-	int64_t start_ns;		/* when the stream began: older events are replays */
-	uint64_t skip_until;		/* ring events with a key up to this were already sent */
 	struct stream_replay *replay;	/* Redis mode: history fetched for this stream, or NULL */
-	unsigned refs;			/* MHD's request, plus a Redis replay in flight (under ch->lock) */
-	size_t offset;			/* bytes of the event at cursor already sent */
-	struct event *partial;		/* that event, referenced while offset > 0 */
-	uint32_t last_send;		/* monotonic second something was last sent */
-	unsigned ping;			/* seconds, 0 = no pings */
+	struct event *partial;		/* the event at cursor, referenced while offset > 0 */
 	char *session;			/* owned, or NULL */
 	char *origins;			/* owned comma list, or NULL */
+	char *raw;			/* the unsent rest of a directly written chunk, or NULL */
+	uint64_t cursor;		/* channel index of the next event to consider */
+	uint64_t skip_until;		/* ring events with a key up to this were already sent */
+	uint64_t reset_seq;		/* id the pending reset carries */
+	int64_t start_ns;		/* when the stream began: older events are replays */
+	int fd;
+	unsigned refs;			/* MHD's request, plus a Redis replay in flight (under ch->lock) */
+	uint32_t offset;		/* bytes of the event at cursor already sent */
+	uint32_t last_send;		/* monotonic second something was last sent */
+	uint32_t ping;			/* seconds, 0 = no pings */
+	uint32_t retry_ms;		/* for the preamble */
+	uint32_t raw_len, raw_off;	/* bytes of raw, and how many are sent */
 	/* flags, under ch->lock */
 	bool suspended, closing, longpoll, ping_due, sent, dead, attached, pending;
 	bool direct;			/* frames may be written straight to the socket while suspended */
 	bool wake_after_raw;		/* resume once raw is flushed */
-	uint32_t raw_len, raw_off;	/* bytes of raw, and how many are sent */
-	char *raw;			/* the unsent rest of a directly written chunk, or NULL */
-	uint8_t small;			/* STREAM_SMALL_* frames still to send, under ch->lock */
+	uint8_t small;			/* STREAM_SMALL_* frames still to send */
 	uint8_t small_off;		/* bytes of the first of them already sent */
 	uint8_t reset_reason;		/* index into the reset reasons */
-	uint32_t retry_ms;		/* for the preamble */
-	uint64_t reset_seq;		/* id the pending reset carries */
 };
 
 /* Broker-wide counters for /metrics and /stats. */

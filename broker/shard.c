@@ -20,8 +20,9 @@
 
 #define SHARD_BACKLOG 4096
 #define SHARD_PUBLISH_MEMORY (32 * 1024)	/* publishers send bigger headers and bodies */
+#define SHARD_PUBLISH_MAX 8			/* publish daemons, at most (one per core) */
 
-static struct MHD_Daemon *daemons[BROKER_MAX_SHARDS + 1];
+static struct MHD_Daemon *daemons[BROKER_MAX_SHARDS + SHARD_PUBLISH_MAX];
 static int ndaemons;
 static char listen_addr[80], publish_addr[80];
 
@@ -153,7 +154,11 @@ shard_start_all(void)
 	bool separate = *pub != '\0';
 
 	if (separate) {
-		if (shard_start_group(pub, 1, true, SHARD_PUBLISH_MEMORY, publish_addr,
+		/* Publishing does the direct writes to subscribers, so give it every core. */
+		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+		int n = cpus < 1 ? 1 : cpus > SHARD_PUBLISH_MAX ? SHARD_PUBLISH_MAX : (int)cpus;
+
+		if (shard_start_group(pub, n, true, SHARD_PUBLISH_MEMORY, publish_addr,
 		    sizeof publish_addr) == -1)
 			return -1;
 		log_info("publish: listening on %s", publish_addr);

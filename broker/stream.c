@@ -21,7 +21,7 @@
 
 /* Each response owns a buffer this big, used only for HTTP/1.0 clients (HTTP/1.1
  * chunked output goes through the connection's pool): keep it small. */
-#define STREAM_BLOCK 64
+#define STREAM_BLOCK 32
 
 /*
  * Wakes a suspended stream so its reader runs again; called with ch->lock held. While
