@@ -137,6 +137,7 @@ stream_push(struct stream *s, struct event *ev, uint64_t index)
 	}
 	s->cursor = index + 1;
 	s->last_send = clock_sec();
+	s->sent = true;
 	atomic_fetch_add(&counters.delivered, 1);
 	if (ev->published_ns >= s->start_ns)
 		counters_observe_latency(clock_ns() - ev->published_ns);
@@ -153,7 +154,9 @@ stream_push(struct stream *s, struct event *ev, uint64_t index)
 void
 stream_deliver(struct stream *s, struct event *ev, uint64_t index)
 {
-	if (s->ch->nsubs > BROKER_DIRECT_FANOUT || !stream_push(s, ev, index))
+	/* A long-poll response still ends through MHD: the event goes out at once, then
+	 * the wake lets the reader return the end of the stream. */
+	if (s->ch->nsubs > BROKER_DIRECT_FANOUT || !stream_push(s, ev, index) || s->longpoll)
 		stream_wake(s);
 }
 
@@ -612,8 +615,8 @@ stream_start(struct MHD_Connection *conn, const char *version, const char *name,
 		stream_free(s);
 		return http_error(conn, MHD_HTTP_BAD_REQUEST, why);
 	}
-	/* Direct writes frame HTTP/1.1 chunks; long-poll responses end through MHD. */
-	s->direct = !s->longpoll && s->fd >= 0 && strcmp(version, MHD_HTTP_VERSION_1_1) == 0;
+	/* Direct writes frame HTTP/1.1 chunks (HTTP/1.0 responses are not chunked). */
+	s->direct = s->fd >= 0 && strcmp(version, MHD_HTTP_VERSION_1_1) == 0;
 	if (atomic_fetch_add(&counters.streams, 1) >= (unsigned long long)opt(OPT_MAX_CONNECTIONS)) {
 		atomic_fetch_sub(&counters.streams, 1);
 		stream_free(s);
