@@ -265,10 +265,6 @@ scenario_f() {
 # unicast as in (c); nchan: 3 workers on its Redis storage.
 REDIS_PID=""
 scenario_g() {
-	if ! "$BROKER" -h | grep -q '^redis '; then
-		[ "$1" = 1 ] && [ "$2" = ssepush ] && echo "  (g) skipped: broker has no redis support yet"
-		return 0
-	fi
 	rport=$(free_port)
 	redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no \
 	    --dir "$TMP" > "$TMP/redis.log" 2>&1 &
