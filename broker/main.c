@@ -59,21 +59,15 @@ report_log(void *arg, const char *msg)
 	log_error("%s", msg);
 }
 
-/* Builds a config from the defaults, the command-line overrides and the file. */
+/* Builds a config from the defaults, the command-line overrides and the file, then
+ * checks what only the broker knows (auth and listen addresses, secrets on disk). */
 static struct config *
 load_config(config_error_fn *report)
 {
-	struct config *c = config_new(broker_directives, OPT_COUNT);
-	int errors;
+	struct config *c = config_load(broker_directives, OPT_COUNT, config_path, override_argc,
+	    override_argv, report, NULL);
 
-	if (c == NULL)
-		fatal("configuration table is broken");
-	errors = config_load_args(c, override_argc, override_argv, report, NULL);
-	if (config_path != NULL && config_load_file(c, config_path, report, NULL) != 0)
-		errors++;
-	if (errors == 0)
-		errors += auth_check_config(c, config_path, report, NULL);
-	if (errors > 0) {
+	if (c != NULL && auth_check_config(c, config_path, report, NULL) != 0) {
 		config_free(c);
 		return NULL;
 	}

@@ -809,3 +809,26 @@ void config_format(const struct config *c, int i, char *buf, size_t len)
 		break;
 	}
 }
+
+/* The start-up and reload sequence shared by both daemons. */
+struct config *
+config_load(const struct config_directive *table, size_t count, const char *path, int argc,
+    char **argv, config_error_fn *report, void *arg)
+{
+	struct config *c = config_new(table, count);
+	int errors;
+
+	if (c == NULL) {
+		if (report != NULL)
+			report(arg, "the directive table has an invalid default");
+		return NULL;
+	}
+	errors = config_load_args(c, argc, argv, report, arg);
+	if (path != NULL && config_load_file(c, path, report, arg) != 0)
+		errors++;
+	if (errors > 0) {
+		config_free(c);
+		return NULL;
+	}
+	return c;
+}

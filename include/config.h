@@ -84,6 +84,13 @@ int config_load_file(struct config *c, const char *path, config_error_fn *report
  * their number.
  */
 int config_load_args(struct config *c, int argc, char **argv, config_error_fn *report, void *arg);
+/*
+ * Builds a config the way both daemons start: the table's defaults, then the
+ * "--directive value" overrides of argv, then the file at path (NULL: none), where the
+ * command line wins. Reports every error through report; returns NULL if there was any.
+ */
+struct config *config_load(const struct config_directive *table, size_t count, const char *path,
+    int argc, char **argv, config_error_fn *report, void *arg);
 /* Returns the integer value (INT, BOOL, SIZE, SECONDS, ENUM) of directive index i. */
 long long config_int(const struct config *c, int i);
 /* Returns the string value of directive index i (borrowed; never NULL). */

@@ -84,19 +84,8 @@ report_log(void *arg, const char *msg)
 static struct config *
 load_config(config_error_fn *report)
 {
-	struct config *c = config_new(pusher_directives, POPT_COUNT);
-	int errors;
-
-	if (c == NULL)
-		fatal("configuration table is broken");
-	errors = config_load_args(c, override_argc, override_argv, report, NULL);
-	if (config_path != NULL && config_load_file(c, config_path, report, NULL) != 0)
-		errors++;
-	if (errors > 0) {
-		config_free(c);
-		return NULL;
-	}
-	return c;
+	return config_load(pusher_directives, POPT_COUNT, config_path, override_argc, override_argv,
+	    report, NULL);
 }
 
 /* Applies the values that follow from the config (log level, queue bound, stats timer). */

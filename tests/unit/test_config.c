@@ -765,6 +765,34 @@ static void test_print_defaults_round_trip(void **state)
 	config_free(loaded);
 }
 
+/* config_load: defaults, then argv, then the file, the command line winning; NULL on any error. */
+static void test_load_sequence(void **state)
+{
+	static const char file[] = "workers 8\nping_interval 1m\n";
+	static const char *const args[] = { "--workers", "16" };
+	static const char *const bad[] = { "--workers", "0" };
+	char path[256], **argv = make_argv(args, 2), **badv = make_argv(bad, 2);
+	struct sink s = { .n = 0 };
+	struct config *c;
+
+	(void)state;
+	write_temp(file, sizeof file - 1, path, sizeof path);
+	c = config_load(table, sizeof table / sizeof table[0], path, 2, argv, sink_report, &s);
+	assert_non_null(c);
+	assert_int_equal(s.n, 0);
+	assert_int_equal(config_int(c, config_find(c, "workers")), 16);		/* argv wins */
+	assert_int_equal(config_int(c, config_find(c, "ping_interval")), 60);	/* file */
+	assert_int_equal(config_int(c, config_find(c, "offset")), -5);		/* default */
+	config_free(c);
+	c = config_load(table, sizeof table / sizeof table[0], path, 2, badv, sink_report, &s);
+	assert_null(c);
+	assert_true(s.n >= 1);
+	sink_clear(&s);
+	assert_int_equal(unlink(path), 0);
+	free_argv(argv);
+	free_argv(badv);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -782,6 +810,7 @@ int main(void)
 		cmocka_unit_test(test_file_cannot_open),
 		cmocka_unit_test(test_args_forms),
 		cmocka_unit_test(test_args_errors),
+		cmocka_unit_test(test_load_sequence),
 		cmocka_unit_test(test_reload_check),
 		cmocka_unit_test(test_format),
 		cmocka_unit_test(test_print_defaults_round_trip),
