@@ -130,7 +130,7 @@ struct counters {
 	atomic_ullong connections;	/* open HTTP connections */
 	atomic_ullong streams;		/* open subscriber streams */
 	atomic_ullong channels;
-	atomic_ullong published, delivered, dropped, pings, replays, resets;
+	atomic_ullong published, delivered, pings, replays, resets;
 	atomic_ullong auth_failures, rejected, lagged;
 	atomic_ullong latency_count, latency_sum_us;
 	atomic_ullong latency_bucket[12];

@@ -43,22 +43,6 @@ usage(FILE *out)
 	config_print_defaults(broker_directives, OPT_COUNT, out);
 }
 
-/* Writes a configuration error line to stderr (used before logging is set up). */
-static void
-report_stderr(void *arg, const char *msg)
-{
-	(void)arg;
-	fprintf(stderr, "%s\n", msg);
-}
-
-/* Writes a configuration error through the log (on reload). */
-static void
-report_log(void *arg, const char *msg)
-{
-	(void)arg;
-	log_error("%s", msg);
-}
-
 /* Builds a config from the defaults, the command-line overrides and the file, then
  * checks what only the broker knows (auth and listen addresses, secrets on disk). */
 static struct config *
@@ -78,14 +62,14 @@ load_config(config_error_fn *report)
 static void
 reload(void)
 {
-	struct config *fresh = load_config(report_log);
+	struct config *fresh = load_config(log_report_error);
 	int i;
 
 	if (fresh == NULL) {
 		log_error("reload: failed, keeping old config");
 		return;
 	}
-	config_reload_check(broker_config, fresh, report_log, NULL);
+	config_reload_check(broker_config, fresh, log_report_error, NULL);
 	for (i = 0; i < OPT_COUNT; i++)
 		if (broker_directives[i].reloadable && broker_directives[i].type != CONFIG_STRING)
 			broker_config->values[i].i = fresh->values[i].i;
@@ -271,7 +255,7 @@ main(int argc, char **argv)
 	bool check = parse_flags(argc, argv), verbose = false;
 
 	verbose = log_enabled(LOG_DEBUG);
-	if ((broker_config = load_config(report_stderr)) == NULL)
+	if ((broker_config = load_config(log_report_stderr)) == NULL)
 		return 1;
 	if (check) {
 		printf("configuration OK\n");

@@ -71,6 +71,22 @@ LOG_FN(log_warn, LOG_WARN)
 LOG_FN(log_info, LOG_INFO)
 LOG_FN(log_debug, LOG_DEBUG)
 
+/* Prints one configuration error as is, before the log is set up (-n, start-up). */
+void
+log_report_stderr(void *arg, const char *msg)
+{
+	(void)arg;
+	fprintf(stderr, "%s\n", msg);
+}
+
+/* Logs one configuration error (a reload while running). */
+void
+log_report_error(void *arg, const char *msg)
+{
+	(void)arg;
+	log_error("%s", msg);
+}
+
 /* Logs and exits: for start-up failures and broken invariants only. */
 void
 fatal(const char *fmt, ...)

@@ -21,6 +21,9 @@ void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Config error reporters (config_error_fn): to stderr before logging starts, to the log after. */
+void log_report_stderr(void *arg, const char *msg);
+void log_report_error(void *arg, const char *msg);
 /* Logs at LOG_ERROR and exits 1: only at start-up or for a broken invariant. */
 void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 /*

@@ -64,22 +64,6 @@ usage(FILE *out)
 	config_print_defaults(pusher_directives, POPT_COUNT, out);
 }
 
-/* Writes a configuration error line to stderr (before logging is set up). */
-static void
-report_stderr(void *arg, const char *msg)
-{
-	(void)arg;
-	fprintf(stderr, "%s\n", msg);
-}
-
-/* Writes a configuration error through the log (on reload). */
-static void
-report_log(void *arg, const char *msg)
-{
-	(void)arg;
-	log_error("%s", msg);
-}
-
 /* Builds a config from the defaults, the command-line overrides and the file. */
 static struct config *
 load_config(config_error_fn *report)
@@ -104,7 +88,7 @@ apply_config(void)
 static void
 reload(void)
 {
-	struct config *fresh = load_config(report_log);
+	struct config *fresh = load_config(log_report_error);
 	struct coalesce_config cc;
 	struct coalesce *nc = NULL;
 	char err[160];
@@ -120,7 +104,7 @@ reload(void)
 		log_error("reload: failed, keeping old config");
 		return;
 	}
-	config_reload_check(pusher_config, fresh, report_log, NULL);
+	config_reload_check(pusher_config, fresh, log_report_error, NULL);
 	for (i = 0; i < POPT_COUNT; i++) {
 		union config_value v;
 
@@ -254,7 +238,7 @@ main(int argc, char **argv)
 	unsigned seed = 0;
 	size_t i;
 
-	if ((pusher_config = load_config(report_stderr)) == NULL)
+	if ((pusher_config = load_config(log_report_stderr)) == NULL)
 		return 1;
 	if (check) {
 		printf("configuration OK\n");
