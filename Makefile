@@ -36,8 +36,10 @@ endif
 COMMON_SRC := $(wildcard common/*.c)
 BROKER_SRC := $(wildcard broker/*.c)
 PUSHER_SRC := $(wildcard pusher/*.c)
-LEAF_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o) $(BUILD)/broker/history.o \
+LEAF_OBJ := $(filter-out $(BUILD)/common/redis_conn.o,$(COMMON_SRC:%.c=$(BUILD)/%.o)) $(BUILD)/broker/history.o \
 	$(BUILD)/broker/cidr.o $(BUILD)/pusher/notify.o $(BUILD)/pusher/coalesce.o
+# The broker's leaf modules, linked alone into the unit tests.
+LEAF_OBJ += $(BUILD)/broker/event.o $(BUILD)/broker/wheel.o $(BUILD)/broker/direct.o
 # Served by the broker (broker/static.c), embedded at build time by broker/www/embed.sh.
 WWW := broker/www/ssepush.js broker/www/ssepush.mjs broker/www/demo.html
 UNIT_SRC := $(wildcard tests/unit/test_*.c)

@@ -352,33 +352,13 @@ auth_note(struct MHD_Connection *conn, const struct auth_result *r, const char *
 	    channel != NULL ? log_escape(esc, channel, len) : "", addr, auth_labels[r->reason]);
 }
 
-/* Sends a refusal: JSON {"error"}, WWW-Authenticate on 401, CORS headers. */
+/* Sends a refusal: JSON {"error"}, WWW-Authenticate on 401. */
 enum MHD_Result
 auth_refuse(struct MHD_Connection *conn, const struct auth_result *r)
 {
-	json_t *o = json_pack("{s:s}", "error", r->msg);
-	char *body = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
-	struct MHD_Response *resp;
-	enum MHD_Result ret = MHD_NO;
-
-	json_decref(o);
-	if (body == NULL)
-		return MHD_NO;
-	resp = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
-	if (resp == NULL) {
-		free(body);
-		return MHD_NO;
-	}
-	MHD_add_response_header(resp, "Content-Type", "application/json");
-	MHD_add_response_header(resp, "Cache-Control", "no-store");
-	if (r->status == MHD_HTTP_UNAUTHORIZED)
-		MHD_add_response_header(resp, "WWW-Authenticate", r->reason == AR_MISSING ?
-		    "Bearer realm=\"ssepush\"" : "Bearer realm=\"ssepush\", error=\"invalid_token\"");
-	cors_headers(conn, resp);
-	ret = MHD_queue_response(conn, r->status, resp);
-	MHD_destroy_response(resp);
-	atomic_fetch_add(&counters.rejected, 1);
-	return ret;
+	return reply_refused(conn, r->status, r->msg, r->status != MHD_HTTP_UNAUTHORIZED ? NULL :
+	    r->reason == AR_MISSING ? "Bearer realm=\"ssepush\"" :
+	    "Bearer realm=\"ssepush\", error=\"invalid_token\"");
 }
 
 /* Prometheus lines: one auth_failures_total series per reason. */
@@ -416,7 +396,7 @@ auth_token_find(struct MHD_Connection *conn, struct auth_result *r)
 			;
 		return h;
 	}
-	if ((t = http_arg(conn, "token")) != NULL)
+	if ((t = request_arg(conn, "token")) != NULL)
 		return t;
 	if ((t = MHD_lookup_connection_value(conn, MHD_COOKIE_KIND, AUTH_COOKIE)) != NULL)
 		return t;

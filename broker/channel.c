@@ -1,24 +1,21 @@
 /*
- * The channel table and the in-process bus: finding and creating channels, publishing
- * into a channel's history and waking its suspended subscribers, event ids, and the
- * sweep that drops expired history and idle channels. Streams (stream.c) read the
- * history; this file never writes to a socket.
+ * The channel table: finding and creating channels, their reference counts and
+ * subscriber lists, and the sweep that expires history and frees idle channels. Never
+ * writes to a socket and knows nothing of streams beyond their list links.
  */
-#include "broker.h"
+#include "channel.h"
 
-#include <inttypes.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
+#include "broker.h"
 
 #define CHANNEL_TABLE_MIN 1024
 
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct channel **table;		/* under table_lock */
 static size_t table_size, table_count;	/* under table_lock */
-static atomic_ullong seq_counter;	/* last seq handed out */
+static uint64_t (*channel_floor)(void);	/* set once at start-up */
 
 /* FNV-1a: channel names are short and attacker-chosen only within a fixed alphabet. */
 static uint64_t
@@ -36,8 +33,9 @@ channel_hash(const char *s, size_t len)
 
 /* Allocates the first bucket array. */
 int
-channel_table_init(void)
+channel_table_init(uint64_t (*floor)(void))
 {
+	channel_floor = floor;
 	table_size = CHANNEL_TABLE_MIN;
 	table = calloc(table_size, sizeof *table);
 	return table == NULL ? -1 : 0;
@@ -53,7 +51,7 @@ channel_destroy(struct channel *ch)
 	atomic_fetch_sub(&counters.channels, 1);
 }
 
-/* Frees every channel at exit (no stream is left by then). */
+/* Frees every channel at exit. */
 void
 channel_table_free(void)
 {
@@ -90,7 +88,7 @@ channel_table_grow(void)
 	table_size = size;
 }
 
-/* Makes a channel whose history starts at the current sequence. */
+/* Makes a channel whose history vouches for nothing up to the bus's floor. */
 static struct channel *
 channel_new(const char *name, size_t len)
 {
@@ -100,18 +98,13 @@ channel_new(const char *name, size_t len)
 		return NULL;
 	pthread_mutex_init(&ch->lock, NULL);
 	memcpy(ch->name, name, len);
-	ch->namelen = len;
-	/* Standalone: events of an earlier channel of this name are gone, so ids up to now
-	 * are stale. Redis mode: the ring knows nothing until the bus syncs it. */
-	history_init(&ch->history, bus_enabled ? 0 : atomic_load(&seq_counter));
+	ch->namelen = (uint16_t)len;
+	history_init(&ch->history, channel_floor());
 	atomic_fetch_add(&counters.channels, 1);
 	return ch;
 }
 
-/*
- * Returns the channel with a new reference, creating it if create is set. NULL when it
- * does not exist, when max_channels is reached, or on ENOMEM.
- */
+/* Looks the name up under the table lock, creating it within max_channels. */
 struct channel *
 channel_get(const char *name, size_t len, bool create)
 {
@@ -136,7 +129,7 @@ channel_get(const char *name, size_t len, bool create)
 	return ch;
 }
 
-/* Takes another reference on a channel the caller already holds; any lock may be held. */
+/* Another reference for a holder. */
 struct channel *
 channel_ref(struct channel *ch)
 {
@@ -144,160 +137,43 @@ channel_ref(struct channel *ch)
 	return ch;
 }
 
-/* Drops a reference; the sweep frees channels nobody holds once their history is gone. */
+/* A holder let go. */
 void
 channel_put(struct channel *ch)
 {
 	atomic_fetch_sub(&ch->refs, 1);
 }
 
-/* Writes the id clients see: "<boot>-<seq>" standalone, the Redis stream id otherwise. */
-void
-channel_format_id(char *buf, size_t len, uint64_t seq)
-{
-	if (bus_enabled)
-		bus_id_format(buf, len, seq);
-	else
-		snprintf(buf, len, "%s-%" PRIu64, broker_boot, seq);
-}
-
-/* The newest seq handed out by this process. */
-uint64_t
-channel_last_seq(void)
-{
-	return atomic_load(&seq_counter);
-}
-
-/* Whether the session and origin filters let ev through to s. */
-bool
-channel_matches(const struct stream *s, const struct event *ev)
-{
-	if (ev->session != NULL && (s->session == NULL || strcmp(ev->session, s->session) != 0))
-		return false;
-	if (ev->exclude_session != NULL && s->session != NULL &&
-	    strcmp(ev->exclude_session, s->session) == 0)
-		return false;
-	if (ev->origin != NULL && s->origins != NULL) {
-		size_t n = strlen(ev->origin);
-		const char *p = s->origins;
-		for (;;) {
-			const char *comma = strchr(p, ',');
-			size_t l = comma ? (size_t)(comma - p) : strlen(p);
-			if (l == n && memcmp(p, ev->origin, n) == 0)
-				return false;
-			if (comma == NULL)
-				break;
-			p = comma + 1;
-		}
-	}
-	return true;
-}
-
-/* Copies an optional string into the event's tail; returns the new tail offset. */
-static size_t
-event_put_str(struct event *ev, size_t off, const char *s, const char **dst)
-{
-	size_t n;
-
-	if (s == NULL) {
-		*dst = NULL;
-		return off;
-	}
-	n = strlen(s) + 1;
-	memcpy(ev->frame + off, s, n);
-	*dst = ev->frame + off;
-	return off + n;
-}
-
-/* Builds the one shared copy of an event: its frame, then the filter strings. */
-struct event *
-channel_event_new(const struct publish_req *req, uint64_t seq)
-{
-	char id[BROKER_ID_MAX];
-	size_t flen, extra = 0, off;
-	struct event *ev;
-
-	channel_format_id(id, sizeof id, seq);
-	flen = sse_frame_size(id, req->type, req->data, req->len);
-	if (req->session)
-		extra += strlen(req->session) + 1;
-	if (req->exclude_session)
-		extra += strlen(req->exclude_session) + 1;
-	if (req->origin)
-		extra += strlen(req->origin) + 1;
-	if ((ev = malloc(sizeof *ev + flen + extra)) == NULL)
-		return NULL;
-	atomic_init(&ev->refs, 1);
-	ev->seq = seq;
-	ev->published_ns = clock_ns();
-	ev->len = sse_frame(ev->frame, id, req->type, req->data, req->len);
-	off = event_put_str(ev, ev->len, req->session, &ev->session);
-	off = event_put_str(ev, off, req->exclude_session, &ev->exclude_session);
-	event_put_str(ev, off, req->origin, &ev->origin);
-	return ev;
-}
-
-/*
- * Stores one event in the channel's history and wakes every suspended subscriber it is
- * for. Writes the id and the number of subscribers it is for. Returns 0, or -1 when
- * the channel cannot be created (max_channels) or on ENOMEM.
- */
+/* Pushes m on the front of the subscriber list, within max subscribers. */
 int
-channel_publish(const struct publish_req *req, char *id, size_t idlen, unsigned *count)
+channel_add(struct channel *ch, struct channel_member *m, unsigned max)
 {
-	struct channel *ch = channel_get(req->channel, strlen(req->channel), true);
-	struct event *ev;
-	struct stream *s;
-	unsigned n = 0;
-
-	if (ch == NULL)
+	if (ch->nsubs >= max)
 		return -1;
-	pthread_mutex_lock(&ch->lock);
-	/* The seq is taken under the channel lock so the ring stays in seq order. */
-	ev = channel_event_new(req, atomic_fetch_add(&seq_counter, 1) + 1);
-	if (ev == NULL || history_push(&ch->history, ev, (size_t)opt(OPT_HISTORY_SIZE)) == -1) {
-		pthread_mutex_unlock(&ch->lock);
-		free(ev);
-		channel_put(ch);
-		return -1;
-	}
-	ch->published++;
-	for (s = ch->subs; s != NULL; s = s->next) {
-		if (!channel_matches(s, ev))
-			continue;
-		n++;
-		stream_deliver(s, ev, ch->history.next - 1);
-	}
-	channel_format_id(id, idlen, ev->seq);
-	pthread_mutex_unlock(&ch->lock);
-	channel_put(ch);
-	atomic_fetch_add(&counters.published, 1);
-	*count = n;
+	m->prev = NULL;
+	m->next = ch->subs;
+	if (ch->subs != NULL)
+		ch->subs->prev = m;
+	ch->subs = m;
+	ch->nsubs++;
 	return 0;
 }
 
-/*
- * Appends an event that came through Redis (steals ev) and wakes the subscribers it
- * is for; an event at or before the ring's newest is a duplicate and dropped.
- * Called with ch->lock held.
- */
+/* Unlinks m. */
 void
-channel_deliver(struct channel *ch, struct event *ev)
+channel_remove(struct channel *ch, struct channel_member *m)
 {
-	struct stream *s;
-
-	if ((ch->positioned && ev->seq <= ch->history.last_seq) ||
-	    history_push(&ch->history, ev, (size_t)opt(OPT_HISTORY_SIZE)) == -1) {
-		event_unref(ev);
-		return;
-	}
-	ch->published++;
-	for (s = ch->subs; s != NULL; s = s->next)
-		if (channel_matches(s, ev))
-			stream_deliver(s, ev, ch->history.next - 1);
+	if (m->prev != NULL)
+		m->prev->next = m->next;
+	else
+		ch->subs = m->next;
+	if (m->next != NULL)
+		m->next->prev = m->prev;
+	m->prev = m->next = NULL;
+	ch->nsubs--;
 }
 
-/* Calls fn on every channel with the table locked (for stats and shutdown). */
+/* Walks the table under its lock. */
 void
 channel_each(void (*fn)(struct channel *, void *), void *arg)
 {
@@ -313,16 +189,15 @@ channel_each(void (*fn)(struct channel *, void *), void *arg)
 
 /*
  * Expires old history and frees channels that nobody holds and that have nothing left
- * to replay, a slice of the table per call: the reaper calls it every quarter second
+ * to replay, a slice of the table per call: the watcher calls it every quarter second
  * and covers the table every BROKER_SWEEP_SECONDS, so the table lock (which every
  * publish and subscribe takes) is never held for a walk of every channel.
  */
 void
-channel_sweep(void)
+channel_sweep(int64_t cutoff_ns, size_t limit)
 {
-	static size_t next;	/* bucket to resume at; only the reaper sweeps */
-	int64_t cutoff = clock_ns() - (int64_t)opt(OPT_HISTORY_TTL) * 1000000000;
-	size_t limit = (size_t)opt(OPT_HISTORY_SIZE), n, i;
+	static size_t next;	/* bucket to resume at; only the watcher sweeps */
+	size_t n, i;
 	struct channel **pp, *ch;
 	bool empty;
 
@@ -331,7 +206,7 @@ channel_sweep(void)
 	for (i = 0; i < n; i++, next++) {
 		for (pp = &table[next % table_size]; (ch = *pp) != NULL;) {
 			pthread_mutex_lock(&ch->lock);
-			history_expire(&ch->history, cutoff);
+			history_expire(&ch->history, cutoff_ns);
 			history_trim(&ch->history, limit);
 			empty = history_count(&ch->history) == 0 && ch->nsubs == 0;
 			pthread_mutex_unlock(&ch->lock);

@@ -9,22 +9,6 @@
 
 #define HISTORY_MIN_CAP 4
 
-/* A stream halfway through an event keeps it alive after eviction. */
-struct event *
-event_ref(struct event *ev)
-{
-	atomic_fetch_add_explicit(&ev->refs, 1, memory_order_relaxed);
-	return ev;
-}
-
-/* Frees the event with its last reference. */
-void
-event_unref(struct event *ev)
-{
-	if (ev != NULL && atomic_fetch_sub_explicit(&ev->refs, 1, memory_order_acq_rel) == 1)
-		free(ev);
-}
-
 /* Starts empty: nothing after floor_seq was ever published here. */
 void
 history_init(struct history *h, uint64_t floor_seq)
@@ -44,6 +28,14 @@ history_free(struct history *h)
 	free(h->ring);
 	h->ring = NULL;
 	h->cap = 0;
+}
+
+/* Empties the ring without moving its indices back (a cursor must never pass next). */
+void
+history_clear(struct history *h, uint64_t floor)
+{
+	history_free(h);
+	h->floor_seq = h->last_seq = floor;
 }
 
 /* Count of events a new cursor at h->first would still see. */

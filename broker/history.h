@@ -1,27 +1,18 @@
 /*
  * A channel's history ring: the one shared copy of each retained event, in publish
  * order, addressed by a per-channel index so subscribers read it through a cursor.
- * Holds one reference on each event it retains (dropped on eviction). Knows nothing of locks,
- * subscribers or HTTP. Leaf module: libc only.
+ * Holds one reference on each event it retains (dropped on eviction). Indices never go
+ * backwards: first and next only grow, even when the ring is cleared, so a cursor taken
+ * before a clear can never point past the ring. Knows nothing of locks, subscribers or
+ * HTTP. Leaf module: libc and event.c only.
  */
 #ifndef SSEPUSH_HISTORY_H
 #define SSEPUSH_HISTORY_H
 
-#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
-/* One published event, preformatted once as its SSE frame. */
-struct event {
-	atomic_uint refs;		/* the ring's reference, plus one per stream halfway through it */
-	uint64_t seq;			/* ordered key of the id (broker sequence, or packed Redis id) */
-	int64_t published_ns;		/* CLOCK_MONOTONIC at publish, for ttl and latency */
-	const char *session;		/* deliver only to this session, or NULL */
-	const char *exclude_session;	/* never to this session, or NULL */
-	const char *origin;		/* not to subscribers producing this origin, or NULL */
-	size_t len;			/* bytes in frame */
-	char frame[];			/* "id: ...\nevent: ...\ndata: ...\n\n", then the strings above */
-};
+#include "event.h"
 
 struct history {
 	struct event **ring;	/* cap slots; slot of index i is i % cap */
@@ -32,13 +23,11 @@ struct history {
 	uint64_t last_seq;	/* seq of the newest event, or floor_seq if none */
 };
 
-/* Takes a reference on ev (a stream that has sent part of it); returns ev. */
-struct event *event_ref(struct event *ev);
-/* Drops a reference; the last one frees the event. Accepts NULL. */
-void event_unref(struct event *ev);
-
 /* Starts an empty history; floor_seq is the broker sequence when the channel appeared. */
 void history_init(struct history *h, uint64_t floor_seq);
+/* Drops every retained event and frees the ring; next stays, so old cursors stay behind it.
+ * floor_seq and last_seq become floor: the ring vouches for nothing up to it. */
+void history_clear(struct history *h, uint64_t floor);
 /* Drops the ring's reference on every retained event and frees the ring. */
 void history_free(struct history *h);
 /* Number of retained events. */

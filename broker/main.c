@@ -15,12 +15,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bus.h"
+#include "channel.h"
 #include "log.h"
-
-struct config *broker_config;
-struct counters counters;
-atomic_bool broker_terminating;
-char broker_boot[BROKER_BOOT_HEX + 1];
+#include "stream.h"
 
 static const char *config_path;
 static int override_argc;
@@ -78,20 +76,31 @@ reload(void)
 	log_info("reload: ok");
 }
 
-/* Draws the per-process id prefix and seeds the retry jitter. */
+/* Seeds the retry jitter. */
 static void
-init_boot_id(void)
+init_random(void)
 {
-	unsigned char b[BROKER_BOOT_HEX / 2];
 	unsigned seed;
-	size_t i;
 
-	if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b ||
-	    getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed)
+	if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed)
 		fatal("getrandom: %s", strerror(errno));
-	for (i = 0; i < sizeof b; i++)
-		sprintf(broker_boot + 2 * i, "%02x", b[i]);
 	srandom(seed);
+}
+
+/*
+ * Direct writes rely on how one libmicrohttpd version treats suspended connections
+ * (broker.h, threads and locks): under another, they are turned off.
+ */
+static void
+check_mhd_version(void)
+{
+	const char *v = MHD_get_version();
+
+	if (v != NULL && strcmp(v, BROKER_MHD_VERSION) == 0)
+		return;
+	log_warn("libmicrohttpd %s is not %s, whose handling of suspended connections direct writes were checked against: direct writes are off",
+	    v != NULL ? v : "(unknown)", BROKER_MHD_VERSION);
+	subscribe_allow_direct(false);
 }
 
 /* Every open file is a subscriber: take the hard limit. */
@@ -119,8 +128,7 @@ shutdown_broker(void)
 
 	log_info("terminating");
 	shard_quiesce_all();
-	bus_stop();		/* publishes waiting on Redis answer 503 and resume */
-	atomic_store(&broker_terminating, true);
+	bus->stop();		/* requests waiting on Redis get their answers and resume */
 	stream_end_all(false);
 	while (atomic_load(&counters.streams) > 0 && waited < BROKER_STOP_GRACE_MS) {
 		nanosleep(&ms20, NULL);
@@ -130,7 +138,7 @@ shutdown_broker(void)
 		stream_end_all(waited >= BROKER_STOP_GRACE_MS - 500);
 	}
 	shard_stop_all();
-	reaper_stop();
+	watcher_stop();
 	channel_table_free();
 }
 
@@ -279,11 +287,13 @@ main(int argc, char **argv)
 	sigaddset(&set, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	init_boot_id();
+	init_random();
 	raise_nofile();
-	if (auth_init(broker_config) == -1 || channel_table_init() == -1 || bus_start() == -1 ||
-	    reaper_start() == -1 ||
-	    shard_start_all() == -1)
+	check_mhd_version();
+	/* The one place that chooses the bus: nothing else asks which one is active. */
+	bus = *opt_str(OPT_REDIS) != '\0' ? &bus_redis : &bus_local;
+	if (auth_init(broker_config) == -1 || channel_table_init(bus->floor) == -1 ||
+	    bus->start() == -1 || watcher_start() == -1 || shard_start_all() == -1)
 		fatal("start-up failed");
 	log_info("ready: listening on %s", shard_listen_addr());
 	signal_loop(&set);

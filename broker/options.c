@@ -14,6 +14,8 @@
 #include "log.h"
 #include "redis_url.h"
 
+struct config *broker_config;
+
 static const char *const auth_modes[] = { "none", "token", "proxy", NULL };
 static const char *const log_levels[] = LOG_LEVEL_NAMES;
 
@@ -50,6 +52,45 @@ check_listen(const char *v, char *err, size_t errlen)
 	}
 	snprintf(err, errlen, "'%s': host must be a numeric IPv4 address, [IPv6] or *", v);
 	return -1;
+}
+
+/* Whether a cors_origins item is scheme://host[:port] with nothing after it. */
+static bool
+check_origin(const char *s, size_t n)
+{
+	size_t skip, i;
+
+	if (n > 8 && strncmp(s, "https://", 8) == 0)
+		skip = 8;
+	else if (n > 7 && strncmp(s, "http://", 7) == 0)
+		skip = 7;
+	else
+		return false;
+	for (i = skip; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+		    (s[i] >= '0' && s[i] <= '9') || strchr(".-:[]", s[i]) != NULL))
+			return false;
+	return true;
+}
+
+/* Config check of cors_origins: a list of exact origins, no wildcard. */
+static int
+check_cors(const char *v, char *err, size_t errlen)
+{
+	size_t n;
+
+	for (;;) {
+		v += strspn(v, BROKER_LIST_SEP);
+		if (*v == '\0')
+			return 0;
+		n = strcspn(v, BROKER_LIST_SEP);
+		if (!check_origin(v, n)) {
+			snprintf(err, errlen, "'%.*s' is not an origin (scheme://host[:port], no path, no wildcard)",
+			    (int)(n > 200 ? 200 : n), v);
+			return -1;
+		}
+		v += n;
+	}
 }
 
 /* Validates a redis URL through the same parser the bus uses. */
@@ -103,7 +144,7 @@ const struct config_directive broker_directives[OPT_COUNT] = {
 	    "secret publishers send as Authorization: Bearer (also guards /metrics and /stats); empty = loopback peers only" },
 	[OPT_PUBLISH_SECRET_FILE] = { "publish_secret_file", CONFIG_STRING, 0, 1024, "", NULL, false, NULL,
 	    "file holding publish_secret (one line; must not be readable by others)" },
-	[OPT_CORS_ORIGINS] = { "cors_origins", CONFIG_STRING, 0, 2048, "", NULL, false, cors_check_origins,
+	[OPT_CORS_ORIGINS] = { "cors_origins", CONFIG_STRING, 0, 2048, "", NULL, false, check_cors,
 	    "origins (scheme://host[:port], comma or blank separated) allowed to read streams and publish from a browser, with credentials" },
 	[OPT_THREADS] = { "threads", CONFIG_INT, 1, BROKER_MAX_SHARDS, "16", NULL, false, NULL,
 	    "subscriber event loops (libmicrohttpd daemons sharing the port with SO_REUSEPORT)" },
@@ -147,6 +188,8 @@ const struct config_directive broker_directives[OPT_COUNT] = {
 	    "redis://[:password@]host:port[/db] or unix:/path[?db=N]: brokers share publishes, history and counts; empty = standalone" },
 	[OPT_REDIS_PREFIX] = { "redis_prefix", CONFIG_STRING, 0, 64, "ssepush:", NULL, false, NULL,
 	    "prefix of every Redis key and pub/sub channel (several deployments can share one Redis)" },
+	[OPT_REDIS_TIMEOUT] = { "redis_timeout", CONFIG_INT, 100, 600000, "2000", NULL, false, NULL,
+	    "milliseconds the Redis link may take to connect or to answer a command (or confirm a subscription); past it the link is dropped, /healthz and publishes answer 503, and it reconnects" },
 	[OPT_DEMO] = { "demo", CONFIG_BOOL, 0, 1, "off", NULL, true, NULL,
 	    "serve the demo page at / (a live event view and a publish form; /ssepush.js is always served)" },
 };

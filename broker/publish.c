@@ -1,8 +1,10 @@
 /*
  * POST /publish/<channel> and the batch form POST /publish: checks the request before
  * the body is read (size from Content-Length, channel, event type, filters), collects
- * the body within its bound, validates it, and hands each event to channel_publish().
- * Owns the per-request publish state.
+ * the body within its bound, validates it, and hands each event to the bus. The bus
+ * may answer at once (standalone) or later from its own thread (Redis): the request is
+ * suspended only if some answer is still out when every event has been handed over,
+ * and answered once the last one is in. Owns the per-request publish state.
  */
 #include "broker.h"
 
@@ -11,22 +13,35 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bus.h"
 #include "log.h"
 #include "names.h"
+#include "stream.h"
 #include "utf8.h"
 
 #define PUBLISH_BATCH_LIMIT (64LL * 1024 * 1024)	/* bytes in one batch body, at most */
+
+struct publish_state;
+
+/* Where one bus answer goes. */
+struct publish_slot {
+	struct publish_state *p;
+	size_t index;
+};
 
 /* A publish request between its first and last access-handler call. */
 struct publish_state {
 	enum req_kind kind;	/* REQ_PUBLISH */
 	bool batch;
 	bool too_large;		/* the body outgrew its limit while streaming in */
-	/* Redis mode: the request waits, suspended, for the bus's answers. */
+	bool waiting;		/* suspended until the last bus answer */
+	bool answered;		/* every event was handed to the bus */
+	atomic_uint outstanding;	/* answers still to come, +1 while handing events over */
 	struct MHD_Connection *conn;
-	bool waiting;
-	atomic_uint outstanding;	/* answers still to come */
-	json_t *results;		/* one object per event, filled by the Redis thread */
+	json_t *batch_items;	/* the parsed batch, which the items' channel names point into */
+	struct reply_item *items;	/* one per event, filled by the bus's answers */
+	struct publish_slot *slots;
+	size_t nitems;
 	size_t limit;
 	size_t len, cap;
 	char *body;
@@ -41,7 +56,9 @@ publish_free(void *state)
 
 	if (p == NULL)
 		return;
-	json_decref(p->results);
+	json_decref(p->batch_items);
+	free(p->items);
+	free(p->slots);
 	free(p->body);
 	free(p);
 }
@@ -50,7 +67,7 @@ publish_free(void *state)
 static const char *
 publish_param(struct MHD_Connection *conn, const char *arg, const char *header)
 {
-	const char *v = http_arg(conn, arg);
+	const char *v = request_arg(conn, arg);
 
 	return v != NULL ? v : MHD_lookup_connection_value(conn, MHD_HEADER_KIND, header);
 }
@@ -102,13 +119,13 @@ publish_begin(struct MHD_Connection *conn, const char *url, void **req_cls)
 			limit = PUBLISH_BATCH_LIMIT;
 	} else {
 		if (!names_channel_valid(name, strlen(name)))
-			return http_error(conn, MHD_HTTP_BAD_REQUEST, "invalid channel name");
+			return reply_error(conn, MHD_HTTP_BAD_REQUEST, "invalid channel name");
 		publish_req_from_conn(conn, &r);
 		if ((why = publish_check_fields(&r)) != NULL)
-			return http_error(conn, MHD_HTTP_BAD_REQUEST, why);
+			return reply_error(conn, MHD_HTTP_BAD_REQUEST, why);
 	}
 	if (cl != NULL && strtoull(cl, NULL, 10) > (unsigned long long)limit)
-		return http_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, "message too large");
+		return reply_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, "message too large");
 	if ((p = calloc(1, sizeof *p)) == NULL)
 		return MHD_NO;
 	p->kind = REQ_PUBLISH;
@@ -146,107 +163,86 @@ publish_append(struct publish_state *p, const char *data, size_t len)
 	return 0;
 }
 
-/* A bus answer for item index (encoded in the slot pointer) of a waiting request. */
-struct publish_slot {
-	struct publish_state *p;
-	size_t index;
-};
-
-/* Runs on the Redis thread: records one result and resumes the request after the last. */
+/* Records one bus answer; the last one resumes a suspended request. */
 static void
-publish_bus_done(void *arg, int ok, const char *id, unsigned n)
+publish_done(void *arg, int status, const char *id, unsigned n)
 {
 	struct publish_slot *slot = arg;
 	struct publish_state *p = slot->p;
-	json_t *o = json_array_get(p->results, slot->index);
+	struct reply_item *it = &p->items[slot->index];
 
-	if (ok == 0) {
-		json_object_set_new(o, "id", json_string(id));
-		json_object_set_new(o, "subscribers", json_integer(n));
+	if (status == 0) {
+		snprintf(it->id, sizeof it->id, "%s", id);
+		it->subscribers = n;
 	} else
-		json_object_set_new(o, "error", json_string("event could not be stored"));
-	free(slot);
-	if (atomic_fetch_sub(&p->outstanding, 1) == 1)
+		it->error = "event could not be stored";
+	if (atomic_fetch_sub(&p->outstanding, 1) == 1 && p->waiting)
 		MHD_resume_connection(p->conn);
 }
 
+/* Answers once every bus answer is in: one object, or {"results":[...]}. */
+static enum MHD_Result
+publish_reply(struct MHD_Connection *conn, struct publish_state *p)
+{
+	if (p->batch)
+		return reply_batch(conn, p->items, p->nitems);
+	if (p->items[0].error != NULL)
+		return reply_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, p->items[0].error);
+	return reply_published(conn, p->channel, p->items[0].id, p->items[0].subscribers);
+}
+
 /*
- * Redis mode: hands each event to the bus and suspends the request until every
- * answer is in (never blocking an MHD thread on Redis). Returns MHD_YES, or an
- * immediate 503 when Redis is down.
+ * Hands each event to the bus. Whoever brings the answer count to zero answers: this
+ * thread (nothing was left out: no suspend at all), or the last bus answer, which
+ * resumes the request suspended here (never blocking an event loop on Redis).
  */
 static enum MHD_Result
-publish_via_bus(struct MHD_Connection *conn, struct publish_state *p, const struct publish_req *reqs,
+publish_run(struct MHD_Connection *conn, struct publish_state *p, const struct publish_req *reqs,
     size_t n)
 {
 	size_t i;
-	struct publish_slot *slot;
 	char why[160];
 
-	if (!bus_ready(why, sizeof why))
-		return http_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, why);
+	if (!bus->ready(why, sizeof why))
+		return reply_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, why);
+	p->items = calloc(n ? n : 1, sizeof *p->items);
+	p->slots = calloc(n ? n : 1, sizeof *p->slots);
+	if (p->items == NULL || p->slots == NULL)
+		return reply_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
 	p->conn = conn;
-	p->results = json_array();
-	for (i = 0; i < n; i++)
-		json_array_append_new(p->results, json_pack("{s:s}", "channel", reqs[i].channel));
-	atomic_store(&p->outstanding, (unsigned)n + 1);	/* +1 until every job is queued */
-	p->waiting = true;
-	MHD_suspend_connection(conn);
+	p->nitems = n;
+	atomic_store(&p->outstanding, (unsigned)n + 1);
 	for (i = 0; i < n; i++) {
-		if ((slot = malloc(sizeof *slot)) == NULL) {
-			json_object_set_new(json_array_get(p->results, i), "error",
-			    json_string("out of memory"));
-			atomic_fetch_sub(&p->outstanding, 1);
-			continue;
-		}
-		slot->p = p;
-		slot->index = i;
-		if (bus_publish(&reqs[i], publish_bus_done, slot) == -1)
-			publish_bus_done(slot, -1, NULL, 0);
+		p->items[i].channel = reqs[i].channel;
+		p->slots[i].p = p;
+		p->slots[i].index = i;
+		bus->publish(&reqs[i], publish_done, &p->slots[i]);
 	}
-	if (atomic_fetch_sub(&p->outstanding, 1) == 1)
-		MHD_resume_connection(conn);
-	return MHD_YES;
+	p->answered = true;
+	if (atomic_load(&p->outstanding) > 1) {
+		p->waiting = true;
+		MHD_suspend_connection(conn);
+	}
+	if (atomic_fetch_sub(&p->outstanding, 1) != 1)
+		return MHD_YES;		/* the last answer resumes it */
+	if (p->waiting) {
+		MHD_resume_connection(conn);	/* answered meanwhile: the handler runs again */
+		return MHD_YES;
+	}
+	return publish_reply(conn, p);
 }
 
-/* Answers a request whose bus results are all in: a single object, or {"results":[...]}. */
-static enum MHD_Result
-publish_bus_reply(struct MHD_Connection *conn, struct publish_state *p)
-{
-	json_t *first = json_array_get(p->results, 0), *reply;
-	char *body;
-	enum MHD_Result ret;
-
-	if (!p->batch && json_object_get(first, "error") != NULL)
-		return http_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "event could not be stored");
-	reply = p->batch ? json_pack("{s:O}", "results", p->results) : json_incref(first);
-	body = reply ? json_dumps(reply, JSON_COMPACT) : NULL;
-	ret = body ? http_json(conn, MHD_HTTP_OK, body) : MHD_NO;
-	free(body);
-	json_decref(reply);
-	return ret;
-}
-
-/* Publishes one event and answers with its id and subscriber count. */
+/* Publishes one event. */
 static enum MHD_Result
 publish_single(struct MHD_Connection *conn, struct publish_state *p)
 {
 	struct publish_req r;
-	char id[BROKER_ID_MAX], body[NAMES_CHANNEL_MAX + BROKER_ID_MAX + 64];
-	unsigned n;
 
 	publish_req_from_conn(conn, &r);
 	r.channel = p->channel;
 	r.data = p->body != NULL ? p->body : "";
 	r.len = p->len;
-	if (bus_enabled)
-		return publish_via_bus(conn, p, &r, 1);
-	if (channel_publish(&r, id, sizeof id, &n) == -1)
-		return http_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "event could not be stored");
-	/* Channel names and ids need no JSON escaping (their alphabets exclude it). */
-	snprintf(body, sizeof body, "{\"channel\":\"%s\",\"id\":\"%s\",\"subscribers\":%u}",
-	    p->channel, id, n);
-	return http_json(conn, MHD_HTTP_OK, body);
+	return publish_run(conn, p, &r, 1);
 }
 
 /* Reads an optional string member; returns -1 when present but not a string. */
@@ -333,51 +329,26 @@ publish_batch_check(json_t *arr, char *why, size_t len)
 	return 0;
 }
 
-/* Publishes a validated batch; answers {"results":[...]}. */
+/* Publishes every item of a validated batch (the bus copies what it keeps). */
 static enum MHD_Result
-publish_batch_run(struct MHD_Connection *conn, json_t *arr)
-{
-	json_t *results = json_array(), *item, *reply;
-	struct publish_req r;
-	char id[BROKER_ID_MAX], *owned, *body;
-	unsigned n;
-	size_t i;
-	enum MHD_Result ret;
-
-	json_array_foreach(arr, i, item) {
-		publish_batch_item(item, &r, &owned);
-		if (channel_publish(&r, id, sizeof id, &n) == -1)
-			json_array_append_new(results, json_pack("{s:s,s:s}", "channel", r.channel,
-			    "error", "event could not be stored"));
-		else
-			json_array_append_new(results, json_pack("{s:s,s:s,s:I}", "channel",
-			    r.channel, "id", id, "subscribers", (json_int_t)n));
-		free(owned);
-	}
-	reply = json_pack("{s:o}", "results", results);	/* steals results */
-	body = reply ? json_dumps(reply, JSON_COMPACT) : NULL;
-	ret = body ? http_json(conn, MHD_HTTP_OK, body) : MHD_NO;
-	free(body);
-	json_decref(reply);
-	return ret;
-}
-
-/* Redis mode: queues every item of a validated batch on the bus. */
-static enum MHD_Result
-publish_batch_bus(struct MHD_Connection *conn, struct publish_state *p, json_t *arr)
+publish_batch_run(struct MHD_Connection *conn, struct publish_state *p, json_t *arr)
 {
 	size_t n = json_array_size(arr), i;
 	struct publish_req *reqs = calloc(n ? n : 1, sizeof *reqs);
 	char **owned = calloc(n ? n : 1, sizeof *owned);
-	enum MHD_Result ret = MHD_NO;
+	enum MHD_Result ret;
 
-	if (reqs != NULL && owned != NULL) {
-		for (i = 0; i < n; i++)
-			publish_batch_item(json_array_get(arr, i), &reqs[i], &owned[i]);
-		ret = publish_via_bus(conn, p, reqs, n);	/* the bus copies what it needs */
-		for (i = 0; i < n; i++)
-			free(owned[i]);
+	if (reqs == NULL || owned == NULL) {
+		free(reqs);
+		free(owned);
+		return reply_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
 	}
+	for (i = 0; i < n; i++)
+		publish_batch_item(json_array_get(arr, i), &reqs[i], &owned[i]);
+	p->batch_items = json_incref(arr);	/* the answer names the channels */
+	ret = publish_run(conn, p, reqs, n);
+	for (i = 0; i < n; i++)
+		free(owned[i]);
 	free(reqs);
 	free(owned);
 	return ret;
@@ -395,14 +366,12 @@ publish_batch(struct MHD_Connection *conn, struct publish_state *p)
 	arr = json_loadb(p->body ? p->body : "", p->len, JSON_REJECT_DUPLICATES, &jerr);
 	if (arr == NULL) {
 		snprintf(why, sizeof why, "invalid JSON: %s", jerr.text);
-		return http_error(conn, MHD_HTTP_BAD_REQUEST, why);
+		return reply_error(conn, MHD_HTTP_BAD_REQUEST, why);
 	}
 	if (publish_batch_check(arr, why, sizeof why) == -1)
-		ret = http_error(conn, MHD_HTTP_BAD_REQUEST, why);
-	else if (bus_enabled)
-		ret = publish_batch_bus(conn, p, arr);
+		ret = reply_error(conn, MHD_HTTP_BAD_REQUEST, why);
 	else
-		ret = publish_batch_run(conn, arr);
+		ret = publish_batch_run(conn, p, arr);
 	json_decref(arr);
 	return ret;
 }
@@ -416,8 +385,8 @@ publish_handle(struct MHD_Connection *conn, const char *url, const char *upload,
 
 	if (p == NULL)
 		return publish_begin(conn, url, req_cls);
-	if (p->waiting)		/* resumed: every bus answer is in */
-		return publish_bus_reply(conn, p);
+	if (p->answered)	/* resumed: every bus answer is in */
+		return publish_reply(conn, p);
 	if (*upload_size > 0) {
 		if (publish_append(p, upload, *upload_size) == -1)
 			return MHD_NO;
@@ -425,8 +394,8 @@ publish_handle(struct MHD_Connection *conn, const char *url, const char *upload,
 		return MHD_YES;
 	}
 	if (p->too_large)
-		return http_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, "message too large");
+		return reply_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, "message too large");
 	if (!utf8_valid(p->body ? p->body : "", p->len))
-		return http_error(conn, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "body is not valid UTF-8");
+		return reply_error(conn, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "body is not valid UTF-8");
 	return p->batch ? publish_batch(conn, p) : publish_single(conn, p);
 }

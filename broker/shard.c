@@ -113,7 +113,7 @@ shard_daemon(struct sockaddr_storage *ss, bool v6, bool serves_publish, size_t m
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opt(OPT_REQUEST_TIMEOUT),
 	    MHD_OPTION_NOTIFY_COMPLETED, http_completed, NULL,
 	    MHD_OPTION_NOTIFY_CONNECTION, http_connection, NULL,
-	    MHD_OPTION_UNESCAPE_CALLBACK, http_unescape, NULL,
+	    MHD_OPTION_UNESCAPE_CALLBACK, request_unescape, NULL,
 	    MHD_OPTION_END);
 }
 

@@ -70,8 +70,8 @@ static_handle(struct MHD_Connection *conn, const char *url, const char *method)
 	else
 		f = strncmp(url, "/ssepush.", 9) == 0 ? static_find(url) : NULL;
 	if (f == NULL)
-		return http_error(conn, MHD_HTTP_NOT_FOUND, "not found");
+		return reply_error(conn, MHD_HTTP_NOT_FOUND, "not found");
 	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
-		return http_method_not_allowed(conn, "GET, HEAD");
+		return reply_method_not_allowed(conn, "GET, HEAD");
 	return static_send(conn, f, demo);
 }

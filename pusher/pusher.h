@@ -25,12 +25,11 @@
 #define PUSHER_INFLIGHT_MAX 64		/* publishes sent to Redis and not yet answered */
 #define PUSHER_BACKOFF_MIN_MS 100	/* Redis reconnect backoff, doubled up to the max, jittered */
 #define PUSHER_BACKOFF_MAX_MS 5000
-#define PUSHER_CONNECT_TIMEOUT_MS 5000	/* connect + AUTH + SCRIPT LOAD must finish in this */
+#define PUSHER_CONNECT_TIMEOUT_MS 5000	/* connect + AUTH + SELECT + SCRIPT LOAD must finish in this */
 #define PUSHER_REPLY_TIMEOUT_MS 10000	/* a publish unanswered this long: reconnect and resend */
 #define PUSHER_PUBLISH_TRIES 3		/* error replies before an event is given up (and counted) */
 #define PUSHER_STOP_GRACE_MS 3000	/* SIGTERM: time to publish what is queued */
 #define PUSHER_LOG_EVERY_MS 10000	/* repeated warnings (drops, bad datagrams): one per this */
-#define PUSHER_TICK_MS 250
 
 enum popt {
 	POPT_NOTIFY_SOCKET,
@@ -78,7 +77,6 @@ struct queue_item {
 	bool sent;			/* handed to the current connection, reply pending */
 	bool was_sent;			/* handed to some connection before */
 	unsigned tries;			/* error replies so far */
-	uint64_t sent_ms;
 };
 
 struct queue {

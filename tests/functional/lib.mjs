@@ -645,7 +645,7 @@ export function assertJsonError(r, status, what = '') {
 // ---------------------------------------------------------------------------
 // Redis: a real redis-server per test on a unix socket in a private temp dir (no port
 // races), a minimal RESP client, and the shared publish primitive called straight
-// into Redis the way the pusher does (EVALSHA of the script text in common/bus.c).
+// into Redis the way the pusher does (EVALSHA of the script text in common/redis_keys.c).
 
 export const REDIS_SERVER = process.env.SSEPUSH_REDIS_SERVER || 'redis-server';
 
@@ -857,15 +857,15 @@ export function cStringLiteral(source, name) {
   }
 }
 
-/** The shared publish script's text, read from common/bus.c. */
+/** The shared publish script's text, read from common/redis_keys.c. */
 export function busPublishScript() {
-  const src = readFileSync(path.resolve(here, '../../common/bus.c'), 'utf8');
+  const src = readFileSync(path.resolve(here, '../../common/redis_keys.c'), 'utf8');
   return cStringLiteral(src, 'bus_publish_script');
 }
 
 /**
  * Publishes straight into Redis with the shared primitive (as the pusher does): loads
- * the script text from common/bus.c (SCRIPT LOAD is idempotent; its SHA is checked
+ * the script text from common/redis_keys.c (SCRIPT LOAD is idempotent; its SHA is checked
  * against sha1 of the text) and calls EVALSHA. Returns {id, subscribers}.
  * opts: {prefix ("ssepush:"), type, session, exclude_session, origin, history_size, history_ttl (s)}.
  */

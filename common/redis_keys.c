@@ -3,7 +3,7 @@
  * scripts are the only writers of channel history, so history and live delivery
  * cannot diverge: the event is appended and announced in one atomic step.
  */
-#include "bus.h"
+#include "redis_keys.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -39,10 +39,13 @@ const char bus_publish_script[] =
 "return {id, n}\n";
 
 /*
- * KEYS: history stream. ARGV: last id seen ("" = none, just report the newest), max entries.
- * Returns {status, last_id, entries}: status ok, expired (events after the id are gone:
- * trimmed, or the stream was lost and created again) or unknown (newer than anything
- * published). An id counts as a position in the stream only if it is 0-0 with nothing
+ * KEYS: history stream. ARGV: last id seen ("" = none, just report the newest), max
+ * entries, and "sync" when a broker resyncs its ring (else "").
+ * Returns {status, last_id, entries[, base]}: status ok, expired (events after the id are
+ * gone: trimmed, or the stream was lost and created again) or unknown (newer than
+ * anything published). For a sync, expired also carries what is still retained (the
+ * newest max entries) and base, the id just before them, so that a broker can reset its
+ * subscribers to base and still deliver everything published after the loss. An id counts as a position in the stream only if it is 0-0 with nothing
  * ever deleted, the newest deleted id, or at least the first retained entry: an older
  * id belongs to an earlier life of the stream (a Redis restart without persistence, or
  * an expired history), and what followed it there is lost.
@@ -56,10 +59,20 @@ const char bus_replay_script[] =
 "local function less(a, b)\n"
 "  return a[1] < b[1] or (a[1] == b[1] and a[2] < b[2])\n"
 "end\n"
+"local function lost(last, maxdel)\n"
+"  if ARGV[3] ~= 'sync' then return {'expired', last, {}} end\n"
+"  local n = tonumber(ARGV[2])\n"
+"  local r = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', n + 1)\n"
+"  local base = maxdel\n"
+"  if #r > n then base = r[n + 1][1]; r[n + 1] = nil end\n"
+"  local e = {}\n"
+"  for i = #r, 1, -1 do e[#e + 1] = r[i] end\n"
+"  return {'expired', last, e, base}\n"
+"end\n"
 "if redis.call('EXISTS', KEYS[1]) == 0 then\n"
 "  if ARGV[1] == '' or ARGV[1] == '0-0' then return {'ok', '0-0', {}} end\n"
 "  if parse(ARGV[1]) == nil then return {'unknown', '0-0', {}} end\n"
-"  return {'expired', '0-0', {}}\n"
+"  return lost('0-0', '0-0')\n"
 "end\n"
 "local info = redis.call('XINFO', 'STREAM', KEYS[1])\n"
 "local last, maxdel, first = '0-0', '0-0', nil\n"
@@ -72,12 +85,12 @@ const char bus_replay_script[] =
 "local from = parse(ARGV[1])\n"
 "if from == nil or less(parse(last), from) then return {'unknown', last, {}} end\n"
 "local md = parse(maxdel)\n"
-"if less(from, md) then return {'expired', last, {}} end\n"
+"if less(from, md) then return lost(last, maxdel) end\n"
 "local exact = not less(md, from)\n"
-"if not exact and first ~= nil and less(from, parse(first)) then return {'expired', last, {}} end\n"
-"if not exact and first == nil and ARGV[1] ~= last then return {'expired', last, {}} end\n"
+"if not exact and first ~= nil and less(from, parse(first)) then return lost(last, maxdel) end\n"
+"if not exact and first == nil and ARGV[1] ~= last then return lost(last, maxdel) end\n"
 "local e = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])\n"
-"if #e > 0 and e[#e][1] ~= last then return {'expired', last, {}} end\n"
+"if #e > 0 and e[#e][1] ~= last then return lost(last, maxdel) end\n"
 "return {'ok', last, e}\n";
 
 /*

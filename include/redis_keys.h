@@ -5,8 +5,8 @@
  * what a client that last saw an id has missed), the notification format, and the
  * packing of Redis stream ids into ordered 64-bit keys. Leaf module: libc only.
  */
-#ifndef SSEPUSH_BUS_H
-#define SSEPUSH_BUS_H
+#ifndef SSEPUSH_REDIS_KEYS_H
+#define SSEPUSH_REDIS_KEYS_H
 
 #include <stddef.h>
 #include <stdint.h>

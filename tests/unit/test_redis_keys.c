@@ -1,4 +1,4 @@
-/* Unit tests for common/bus.c: id packing, notification parsing, the publish call layout. */
+/* Unit tests for common/redis_keys.c: id packing, notification parsing, the publish call layout. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,7 +7,7 @@
 
 #include <cmocka.h>
 
-#include "bus.h"
+#include "redis_keys.h"
 
 /* Packed keys keep the (ms, seq) order of stream ids and format back unchanged. */
 static void

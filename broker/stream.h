@@ -1,0 +1,136 @@
+/*
+ * One subscriber stream (an EventSource or long-poll response): where it reads its
+ * channel's ring, what it still has to send (a partial event, small frames, events
+ * replayed from the bus, the rest of a direct write), and its flags. Written only by
+ * stream.c, always with its channel's lock held (the wheel node under the watcher's
+ * wheel lock). Every byte here is paid once per subscriber, so fields are ordered by
+ * size to avoid padding.
+ */
+#ifndef SSEPUSH_STREAM_H
+#define SSEPUSH_STREAM_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "channel.h"
+#include "direct.h"
+#include "event.h"
+#include "wheel.h"
+
+struct MHD_Connection;
+
+/* What a request's MHD req_cls points at: each kind starts with this. */
+enum req_kind { REQ_STREAM = 1, REQ_PUBLISH, REQ_HEADERS };
+
+/* Why a stream gets "event: reset" (the reason string in its data). */
+enum reset_reason { RESET_UNKNOWN, RESET_EXPIRED, RESET_LAGGED, RESET_UNAVAILABLE };
+
+/* Events fetched from the bus for one reconnecting stream, sent before the ring. */
+struct stream_replay {
+	struct event **ev;		/* owned references */
+	size_t n, i;			/* count, next to send */
+};
+
+struct stream {
+	enum req_kind kind;		/* first: MHD's req_cls points here (REQ_STREAM) */
+	unsigned refs;			/* MHD's request, plus each bus job in flight (under ch->lock) */
+	struct channel_member member;	/* channel list (under ch->lock); the grave list once dead */
+	struct wheel_node wnode;	/* ping wheel (under the watcher's wheel lock) */
+	struct MHD_Connection *conn;
+	struct channel *ch;		/* holds a reference */
+	struct stream_replay *replay;	/* events fetched for this stream, or NULL */
+	struct event *partial;		/* the event at cursor, referenced while offset > 0 */
+	void *bus_member;		/* the bus implementation's state for this stream (bus only) */
+	char *session;			/* owned, or NULL */
+	char *origins;			/* owned comma list, or NULL */
+	struct direct direct;		/* the unsent rest of a directly written chunk */
+	uint64_t cursor;		/* channel index of the next event to consider */
+	uint64_t skip_until;		/* ring events with a key up to this were already sent */
+	uint64_t reset_seq;		/* id the pending reset carries */
+	int64_t start_ns;		/* when the stream began: older events are replays */
+	int fd;
+	uint32_t offset;		/* bytes of the event at cursor already sent */
+	uint32_t last_send;		/* monotonic second something was last sent */
+	uint32_t ping;			/* seconds, 0 = no pings */
+	uint32_t retry_ms;		/* for the preamble */
+	atomic_uchar join_wait;		/* subscribe.c: the join's answer and the handler, whichever ends last answers */
+	int8_t join_status;		/* subscribe.c: the bus's answer to the join (0 = joined) */
+	/* flags, under ch->lock */
+	bool suspended;			/* the content reader suspended the connection */
+	bool closing, longpoll, ping_due, sent, dead, attached, pending;
+	bool direct_ok;			/* frames may be written straight to the socket while suspended */
+	bool wake_after_raw;		/* resume once the direct rest is flushed */
+	bool responding;		/* subscribe.c: the 200 is queued */
+	bool join_suspended;		/* subscribe.c: the handler suspended the connection for the join */
+	bool join_asked;		/* subscribe.c: bus->join was called, so bus->leave must follow */
+	uint8_t small;			/* small frames still to send */
+	uint8_t small_off;		/* bytes of the first of them already sent */
+	uint8_t reset_reason;		/* enum reset_reason */
+};
+
+#define stream_of_member(m) ((struct stream *)((char *)(m) - offsetof(struct stream, member)))
+#define stream_of_wnode(n) ((struct stream *)((char *)(n) - offsetof(struct stream, wnode)))
+
+/* What a subscribe request asked for (borrowed strings, copied by stream_new). */
+struct stream_opts {
+	struct MHD_Connection *conn;
+	int fd;				/* the socket, or -1 */
+	const char *session, *origins;	/* or NULL */
+	unsigned ping;			/* seconds, 0 = none */
+	bool longpoll;
+	bool direct_ok;			/* HTTP/1.1: direct chunk writes allowed */
+};
+
+/* stream_attach()'s results besides 0. */
+enum { STREAM_FULL = -1, STREAM_REMOTE = 1 };
+
+/* Makes a stream with one reference (MHD's request); NULL on ENOMEM. */
+struct stream *stream_new(const struct stream_opts *o);
+/* Frees a stream that was never attached, or one taken from the grave. Accepts NULL. */
+void stream_free(struct stream *s);
+/*
+ * Links s into ch (stealing the caller's channel reference), queues the preamble and
+ * places the cursor for a client that last saw last_id (NULL: live only), all under the
+ * lock publishers take, so no event falls between replay and live. Returns 0,
+ * STREAM_REMOTE when only the bus can say what the client missed (s is pending until
+ * stream_replayed), or STREAM_FULL (the reference is dropped).
+ */
+int stream_attach(struct stream *s, struct channel *ch, const char *last_id);
+/* Unlinks s and marks it dead (its request is over); returns whether it was attached. */
+bool stream_detach(struct stream *s);
+/* Takes a reference for a bus job (ch->lock held). */
+void stream_ref_locked(struct stream *s);
+/* Drops a reference; the last one of a dead stream sends it to the grave. */
+void stream_unref(struct stream *s);
+/* Frees the grave: only the watcher thread, between two epoll waits. */
+void stream_reap(void);
+/* Whether the session and origin filters let ev through to s. */
+bool stream_wants(const struct stream *s, const struct event *ev);
+/* Hands a new ring event at index to s (ch->lock held); direct_ok: may write it straight away. */
+void stream_deliver(struct stream *s, struct event *ev, uint64_t index, bool direct_ok);
+/* Wakes a suspended stream so its reader runs again (ch->lock held). */
+void stream_wake(struct stream *s);
+/* Queues "event: reset" carrying key, resuming the ring after key (ch->lock held). */
+void stream_force_reset(struct stream *s, uint64_t key, int reason);
+/*
+ * Installs what the bus answered for a pending stream (ch->lock held): status < 0, the
+ * events to send first (stolen, may be NULL) and then the ring after key (or a reset
+ * "lagged" when the ring lost events after key meanwhile); status >= 0, a reset for
+ * that reason carrying key. Clears pending and wakes s.
+ */
+void stream_replayed(struct stream *s, int status, struct event **ev, size_t n, uint64_t key);
+/* The watcher saw the client hang up: the reader ends the response. */
+void stream_hangup(struct stream *s);
+/* The watcher saw the socket writable: sends more of a direct write's rest. */
+void stream_flush(struct stream *s);
+/* The watcher's tick: fires the ping if due; returns false if s is dead, else its next deadline in *due. */
+bool stream_tick(struct stream *s, uint32_t now, uint32_t *due);
+/* The libmicrohttpd content reader of every stream response. */
+ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max);
+/* Resumes every stream so each ends its response (SIGTERM); with force, even mid-chunk. */
+void stream_end_all(bool force);
+
+#endif

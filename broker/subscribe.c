@@ -1,0 +1,237 @@
+/*
+ * GET /events/<channel>: validating the request (name, auth, query, limits), making
+ * its stream, attaching it to the channel with its replay cursor, and answering 200
+ * only once the bus has joined it, so that every event published after the 200
+ * reaches it and counts it. Standalone the join is immediate; in Redis mode the
+ * request waits, suspended, for the channel's subscription and this broker's count to
+ * be in Redis, and gets 503 if Redis cannot confirm them. Also the end of a stream's
+ * request: leaving the bus and the watcher, and dropping MHD's reference.
+ */
+#include "broker.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#include "bus.h"
+#include "log.h"
+#include "names.h"
+#include "replay.h"
+#include "stream.h"
+
+/* Each response owns a buffer this big, used only for HTTP/1.0 clients (HTTP/1.1
+ * chunked output goes through the connection's pool): keep it small. */
+#define SUBSCRIBE_BLOCK 32
+
+static bool direct_allowed = true;	/* off under an unknown libmicrohttpd (main.c) */
+
+/* Lets main.c turn direct writes off before any request. */
+void
+subscribe_allow_direct(bool on)
+{
+	direct_allowed = on;
+}
+
+/* Applies the keepalive directives to a subscriber socket. */
+static void
+subscribe_keepalive(int fd)
+{
+	int on = 1, idle, intvl, cnt;
+
+	if (fd < 0 || !opt(OPT_TCP_KEEPALIVE))
+		return;
+	idle = (int)opt(OPT_TCP_KEEPIDLE);
+	intvl = (int)opt(OPT_TCP_KEEPINTVL);
+	cnt = (int)opt(OPT_TCP_KEEPCNT);
+	if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) == -1 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle) == -1 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl) == -1 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt) == -1)
+		log_debug("tcp keepalive: %s", strerror(errno));
+}
+
+/* Reads ?ping= (clamped to [ping_min, ping_max]; 0 = none); -1 if bad. */
+static int
+subscribe_ping_arg(const char *v, unsigned *ping)
+{
+	char *end;
+	unsigned long n;
+
+	*ping = (unsigned)opt(OPT_PING_INTERVAL);
+	if (v == NULL)
+		return 0;
+	n = strtoul(v, &end, 10);
+	if (*v < '0' || *v > '9' || *end != '\0' || n > 86400)
+		return -1;
+	if (n > 0 && n < (unsigned long)opt(OPT_PING_MIN))
+		n = (unsigned long)opt(OPT_PING_MIN);
+	if (n > (unsigned long)opt(OPT_PING_MAX))
+		n = (unsigned long)opt(OPT_PING_MAX);
+	*ping = (unsigned)n;
+	return 0;
+}
+
+/* Reads the query and headers into o; returns NULL or the 400 reason. The token's sid wins over ?session=. */
+static const char *
+subscribe_parse(struct MHD_Connection *conn, const struct auth_result *ar, struct stream_opts *o)
+{
+	const char *session = request_arg(conn, "session");
+	const char *origin = request_arg(conn, "origin");
+	const char *closeafter = request_arg(conn, "closeafter");
+	const char *lp = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Long-Poll");
+
+	if (session != NULL && !names_id_valid(session, strlen(session)))
+		return "invalid session";
+	if (origin != NULL && !names_origin_list_valid(origin, strlen(origin)))
+		return "invalid origin list";
+	if (subscribe_ping_arg(request_arg(conn, "ping"), &o->ping) == -1)
+		return "invalid ping: seconds expected";
+	if (closeafter != NULL && strcmp(closeafter, "event") != 0 &&
+	    strcmp(closeafter, "state") != 0 && strcmp(closeafter, "no") != 0)
+		return "invalid closeafter: event, state or no expected";
+	o->longpoll = (lp != NULL && strcasecmp(lp, "yes") == 0) ||
+	    (closeafter != NULL && strcmp(closeafter, "no") != 0);
+	o->session = ar->session[0] != '\0' ? ar->session : session;
+	o->origins = origin;
+	return NULL;
+}
+
+/* Sends the stream's headers and hands the connection to the content reader. */
+static enum MHD_Result
+subscribe_respond(struct stream *s)
+{
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+
+	if (s->join_status != 0)
+		return reply_error(s->conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+		    "the bus could not confirm the subscription (redis unavailable)");
+	r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, SUBSCRIBE_BLOCK, stream_read, s, NULL);
+	if (r == NULL)
+		return MHD_NO;
+	MHD_add_response_header(r, "Content-Type", "text/event-stream; charset=utf-8");
+	MHD_add_response_header(r, "Cache-Control", "no-cache");
+	MHD_add_response_header(r, "X-Accel-Buffering", "no");
+	cors_headers(s->conn, r);
+	s->responding = true;
+	ret = MHD_queue_response(s->conn, MHD_HTTP_OK, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+/* The bus's join answer; the last of it and the handler to finish answers. */
+static void
+subscribe_joined(struct stream *s, int status)
+{
+	s->join_status = (int8_t)status;
+	if (atomic_fetch_sub(&s->join_wait, 1) == 1)
+		MHD_resume_connection(s->conn);	/* the handler suspended: it runs again */
+}
+
+/*
+ * Asks the bus to join s and answers at once if it did so already; otherwise the
+ * request stays suspended until subscribe_joined resumes it (subscribe_resumed).
+ */
+static enum MHD_Result
+subscribe_join(struct stream *s, const char *last_id, bool remote)
+{
+	atomic_store(&s->join_wait, 2);
+	s->join_asked = true;
+	bus->join(s, subscribe_joined);
+	if (remote)
+		bus->replay(s, last_id, replay_done);	/* after the join: one FIFO for both */
+	if (atomic_load(&s->join_wait) > 1) {
+		s->join_suspended = true;
+		MHD_suspend_connection(s->conn);
+	}
+	if (atomic_fetch_sub(&s->join_wait, 1) != 1)
+		return MHD_YES;
+	if (s->join_suspended) {
+		MHD_resume_connection(s->conn);
+		return MHD_YES;
+	}
+	return subscribe_respond(s);
+}
+
+/* The access handler runs again after the join resumed the request. */
+enum MHD_Result
+subscribe_resumed(struct MHD_Connection *conn, struct stream *s)
+{
+	(void)conn;
+	if (s->responding)
+		return MHD_YES;
+	return subscribe_respond(s);
+}
+
+/* Drops a stream that never got attached, with its refusal. */
+static enum MHD_Result
+subscribe_refuse(struct stream *s, unsigned status, const char *why, struct MHD_Connection *conn)
+{
+	atomic_fetch_sub(&counters.streams, 1);
+	stream_free(s);
+	return reply_error(conn, status, why);
+}
+
+/* Validates, applies the limits, attaches and joins; the stream becomes the req_cls. */
+enum MHD_Result
+subscribe_start(struct MHD_Connection *conn, const char *version, const char *name, size_t len,
+    void **req_cls)
+{
+	const union MHD_ConnectionInfo *ci;
+	const char *last_id, *why;
+	struct stream_opts o = { .conn = conn, .fd = -1 };
+	struct auth_result ar;
+	struct channel *ch;
+	struct stream *s;
+	int pos;
+
+	if (!names_channel_valid(name, len))
+		return reply_error(conn, MHD_HTTP_BAD_REQUEST, "invalid channel name");
+	if (auth_subscriber(conn, name, len, &ar) == -1)
+		return auth_refuse(conn, &ar);
+	if ((why = subscribe_parse(conn, &ar, &o)) != NULL)
+		return reply_error(conn, MHD_HTTP_BAD_REQUEST, why);
+	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	o.fd = ci != NULL ? ci->connect_fd : -1;
+	/* Direct writes frame HTTP/1.1 chunks (HTTP/1.0 responses are not chunked). */
+	o.direct_ok = direct_allowed && o.fd >= 0 && strcmp(version, MHD_HTTP_VERSION_1_1) == 0;
+	if ((s = stream_new(&o)) == NULL)
+		return MHD_NO;
+	if (atomic_fetch_add(&counters.streams, 1) >= (unsigned long long)opt(OPT_MAX_CONNECTIONS))
+		return subscribe_refuse(s, MHD_HTTP_SERVICE_UNAVAILABLE, "too many connections", conn);
+	if ((ch = channel_get(name, len, true)) == NULL)
+		return subscribe_refuse(s, MHD_HTTP_SERVICE_UNAVAILABLE, "too many channels", conn);
+	last_id = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Last-Event-ID");
+	if (last_id == NULL)
+		last_id = request_arg(conn, "last_event_id");
+	if ((pos = stream_attach(s, ch, last_id)) == STREAM_FULL)
+		return subscribe_refuse(s, MHD_HTTP_TOO_MANY_REQUESTS,
+		    "too many subscribers on this channel", conn);
+	*req_cls = s;
+	/* From here the request-completed callback ends the stream (subscribe_completed). */
+	if (watcher_watch(s) == -1) {
+		s->join_status = -1;	/* never reaped if its client hung up: refuse it */
+		return reply_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "cannot watch the connection");
+	}
+	subscribe_keepalive(s->fd);
+	return subscribe_join(s, last_id, pos == STREAM_REMOTE);
+}
+
+/*
+ * Ends a stream's life after MHD completed its request: unlinks it from its channel,
+ * the bus and the watcher, then drops MHD's reference (the watcher frees it once no
+ * bus job holds it). Called from MHD's request-completed callback, never the reader.
+ */
+void
+subscribe_completed(struct stream *s)
+{
+	if (stream_detach(s) && s->join_asked)
+		bus->leave(s);
+	atomic_fetch_sub(&counters.streams, 1);
+	watcher_forget(s);
+	stream_unref(s);
+}

@@ -1,0 +1,148 @@
+/*
+ * The hang-up watcher: one thread that notices subscribers hanging up while suspended
+ * (libmicrohttpd does not watch suspended sockets), finishes the rest of direct
+ * writes when a socket drains, fires pings from the timer wheel (wheel.c), sweeps
+ * the channel table a slice at a time, and frees dead streams (stream_reap) once no
+ * epoll event can name them any more.
+ */
+#include "broker.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "channel.h"
+#include "log.h"
+#include "stream.h"
+#include "wheel.h"
+
+#define WATCHER_EVENTS 256
+
+static int epfd = -1, stopfd = -1;
+static pthread_t thread;
+static bool running;
+static pthread_mutex_t wheel_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct wheel wheel;		/* under wheel_lock */
+
+/*
+ * Starts watching a new stream: its socket for hang-ups and for room to finish a
+ * direct write (registered once, edge triggered, so suspending costs no syscall) and
+ * its ping deadline. Returns 0, or -1 (nothing left registered).
+ */
+int
+watcher_watch(struct stream *s)
+{
+	struct epoll_event ev = { .events = EPOLLRDHUP | EPOLLOUT | EPOLLET, .data.ptr = s };
+
+	if (s->fd >= 0 && epoll_ctl(epfd, EPOLL_CTL_ADD, s->fd, &ev) == -1) {
+		log_warn("epoll_ctl add: %s", strerror(errno));
+		return -1;
+	}
+	if (s->ping > 0) {
+		pthread_mutex_lock(&wheel_lock);
+		wheel_insert(&wheel, &s->wnode, s->last_send + s->ping);
+		pthread_mutex_unlock(&wheel_lock);
+	}
+	return 0;
+}
+
+/* Stops watching a finished stream (before MHD closes its socket). */
+void
+watcher_forget(struct stream *s)
+{
+	pthread_mutex_lock(&wheel_lock);
+	wheel_remove(&wheel, &s->wnode);
+	pthread_mutex_unlock(&wheel_lock);
+	if (s->fd >= 0)
+		epoll_ctl(epfd, EPOLL_CTL_DEL, s->fd, NULL);
+}
+
+/* Fires the pings due in one wheel slot; streams sent to since are re-filed. */
+static void
+watcher_tick(uint32_t now)
+{
+	struct wheel_node *n, *next;
+	uint32_t due;
+
+	pthread_mutex_lock(&wheel_lock);
+	for (n = wheel_take(&wheel, now); n != NULL; n = next) {
+		next = n->next;
+		/* A stream dying meanwhile waits on wheel_lock in watcher_forget. */
+		if (stream_tick(stream_of_wnode(n), now, &due))
+			wheel_insert(&wheel, n, due);
+	}
+	pthread_mutex_unlock(&wheel_lock);
+}
+
+/* The thread: wait up to a quarter second for socket events, then run the due timers. */
+static void *
+watcher_main(void *arg)
+{
+	struct epoll_event evs[WATCHER_EVENTS];
+	uint32_t last = clock_sec(), now;
+	int i, n;
+
+	(void)arg;
+	for (;;) {
+		stream_reap();
+		n = epoll_wait(epfd, evs, WATCHER_EVENTS, 250);
+		for (i = 0; i < n; i++) {
+			if (evs[i].data.ptr == NULL)
+				return NULL;	/* stop requested */
+			if (evs[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+				stream_hangup(evs[i].data.ptr);
+			else
+				stream_flush(evs[i].data.ptr);	/* a direct write's rest */
+		}
+		now = clock_sec();
+		/* Catch up on missed seconds, at most one full turn of the wheel. */
+		if (now - last > WHEEL_SLOTS)
+			last = now - WHEEL_SLOTS;
+		while ((int32_t)(now - last) > 0)
+			watcher_tick(++last);
+		channel_sweep(clock_ns() - (int64_t)opt(OPT_HISTORY_TTL) * 1000000000,
+		    (size_t)opt(OPT_HISTORY_SIZE));
+	}
+}
+
+/* Creates the epoll set and starts the thread. */
+int
+watcher_start(void)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+
+	if ((epfd = epoll_create1(EPOLL_CLOEXEC)) == -1 ||
+	    (stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) == -1 ||
+	    epoll_ctl(epfd, EPOLL_CTL_ADD, stopfd, &ev) == -1) {
+		log_error("watcher: %s", strerror(errno));
+		return -1;
+	}
+	if (pthread_create(&thread, NULL, watcher_main, NULL) != 0) {
+		log_error("watcher: cannot start thread");
+		return -1;
+	}
+	running = true;
+	return 0;
+}
+
+/* Stops the thread (after every daemon stopped) and frees what is left in the grave. */
+void
+watcher_stop(void)
+{
+	uint64_t one = 1;
+
+	if (running) {
+		if (write(stopfd, &one, sizeof one) < 0)
+			log_warn("watcher stop: %s", strerror(errno));
+		pthread_join(thread, NULL);
+		running = false;
+	}
+	stream_reap();
+	if (epfd >= 0)
+		close(epfd);
+	if (stopfd >= 0)
+		close(stopfd);
+	epfd = stopfd = -1;
+}
