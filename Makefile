@@ -1,5 +1,5 @@
 # ssepush: plain GNU Makefile. `make`, `make run`, `make test`, `make bench`, `make clean`.
-# Knobs: SANITIZER=address (ASan+UBSan), WERROR=1, V=1, PREFIX, DESTDIR.
+# Knobs: SANITIZER=address (ASan+UBSan) or thread (TSan), WERROR=1, V=1, PREFIX, DESTDIR.
 
 PREFIX ?= /usr/local
 BUILD ?= build
@@ -39,7 +39,8 @@ PUSHER_SRC := $(wildcard pusher/*.c)
 LEAF_OBJ := $(filter-out $(BUILD)/common/redis_conn.o,$(COMMON_SRC:%.c=$(BUILD)/%.o)) $(BUILD)/broker/history.o \
 	$(BUILD)/broker/cidr.o $(BUILD)/pusher/notify.o $(BUILD)/pusher/coalesce.o
 # The broker's leaf modules, linked alone into the unit tests.
-LEAF_OBJ += $(BUILD)/broker/event.o $(BUILD)/broker/wheel.o $(BUILD)/broker/direct.o
+LEAF_OBJ += $(BUILD)/broker/event.o $(BUILD)/broker/wheel.o $(BUILD)/broker/direct.o \
+	$(BUILD)/broker/jobq.o
 # Served by the broker (broker/static.c), embedded at build time by broker/www/embed.sh.
 WWW := broker/www/ssepush.js broker/www/ssepush.mjs broker/www/demo.html
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -125,6 +126,7 @@ browser: all
 
 test: test-deps
 	@$(MAKE) --no-print-directory all unit
+	tests/callgraph.sh $(BUILD)
 	tests/packaging.sh $(BUILD)/ssepush-broker
 	@$(MAKE) --no-print-directory functional
 	@$(MAKE) --no-print-directory browser

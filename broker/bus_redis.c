@@ -35,11 +35,7 @@ static int wake_fd = -1;
 static pthread_t thread;
 static bool thread_running;
 static atomic_bool ready;		/* the link is up: readable from any thread */
-static pthread_mutex_t q_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct redis_job *q_head, *q_tail;	/* under q_lock */
-static size_t q_publishes;		/* publishes in the queue, under q_lock */
-static bool q_stop;			/* under q_lock */
-static bool stopping;			/* the Redis thread's copy of q_stop */
+static struct jobq queue;		/* every job, in order; publishes bounded */
 static uint32_t last_beat;
 
 /* Wakes the Redis thread to look at its queue. */
@@ -52,24 +48,14 @@ redis_bus_wake(void)
 		log_warn("redis: wake: %s", strerror(errno));
 }
 
-/* Appends a job; -1 once stopping (or, for a publish, when the queue is at its bound). */
+/* Appends a job and wakes the thread; -1 once stopping (or too many publishes wait). */
 static int
 redis_bus_enqueue(struct redis_job *j)
 {
-	pthread_mutex_lock(&q_lock);
-	if (q_stop || (j->kind == JOB_PUBLISH && q_publishes >= REDIS_QUEUE_MAX)) {
-		pthread_mutex_unlock(&q_lock);
+	/* A leave is taken in until the thread is gone: its member may still be linked. */
+	if (jobq_push(&queue, &j->node, j->kind == JOB_PUBLISH ? JOBQ_BOUNDED :
+	    j->kind == JOB_LEAVE ? JOBQ_ALWAYS : JOBQ_NORMAL) == -1)
 		return -1;
-	}
-	if (j->kind == JOB_PUBLISH)
-		q_publishes++;
-	j->next = NULL;
-	if (q_tail != NULL)
-		q_tail->next = j;
-	else
-		q_head = j;
-	q_tail = j;
-	pthread_mutex_unlock(&q_lock);
 	redis_bus_wake();
 	return 0;
 }
@@ -217,7 +203,7 @@ redis_bus_leave(struct stream *s)
 	s->bus_member = NULL;
 	m->job.kind = JOB_LEAVE;
 	if (redis_bus_enqueue(&m->job) == -1) {
-		channel_put(m->ch);	/* the Redis thread is gone: nothing links m any more */
+		channel_put(m->ch);	/* closed: the Redis thread is gone, nothing links m */
 		free(m);
 	}
 }
@@ -265,9 +251,6 @@ redis_bus_run(struct redis_job *j)
 {
 	switch (j->kind) {
 	case JOB_PUBLISH:
-		pthread_mutex_lock(&q_lock);
-		q_publishes--;
-		pthread_mutex_unlock(&q_lock);
 		redis_bus_run_publish((struct redis_publish *)j);
 		break;
 	case JOB_JOIN:
@@ -282,25 +265,29 @@ redis_bus_run(struct redis_job *j)
 	}
 }
 
-/* Drains the queue in order. */
+/* Runs every queued job in order. */
+static void
+redis_bus_drain(void)
+{
+	struct jobq_node *n, *next;
+
+	for (n = jobq_take(&queue); n != NULL; n = next) {
+		next = n->next;
+		redis_bus_run((struct redis_job *)n);
+	}
+}
+
+/* The eventfd: jobs are waiting. */
 static void
 redis_bus_on_wake(evutil_socket_t fd, short what, void *arg)
 {
 	uint64_t v;
-	struct redis_job *j, *next;
 
 	(void)what;
 	(void)arg;
 	if (read(fd, &v, sizeof v) < 0 && errno != EAGAIN)
 		log_warn("redis: wake read: %s", strerror(errno));
-	pthread_mutex_lock(&q_lock);
-	j = q_head;
-	q_head = q_tail = NULL;
-	pthread_mutex_unlock(&q_lock);
-	for (; j != NULL; j = next) {
-		next = j->next;
-		redis_bus_run(j);
-	}
+	redis_bus_drain();
 }
 
 /* The link is up: announce this broker, subscribe what members need. */
@@ -325,18 +312,13 @@ static void
 redis_bus_on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	uint32_t now = clock_sec();
-	bool stop;
 
 	(void)fd;
 	(void)what;
 	(void)arg;
-	pthread_mutex_lock(&q_lock);
-	stop = q_stop;
-	pthread_mutex_unlock(&q_lock);
-	if (stop) {
-		stopping = true;
+	if (jobq_stopped(&queue)) {
 		atomic_store(&ready, false);
-		redis_bus_on_wake(wake_fd, 0, NULL);	/* what came before the stop runs or fails */
+		redis_bus_drain();	/* what came before the stop runs or fails */
 		redis_link_stop();	/* pending replies: publishes fail, joins fail, replays reset */
 		redis_sub_disconnected();
 		redis_sub_shutdown();
@@ -366,6 +348,7 @@ redis_bus_start(void)
 {
 	struct timeval quarter = { 0, 250000 };
 
+	jobq_init(&queue, REDIS_QUEUE_MAX);
 	if ((base = event_base_new()) == NULL ||
 	    (wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) == -1 ||
 	    (wake_ev = event_new(base, wake_fd, EV_READ | EV_PERSIST, redis_bus_on_wake, NULL)) == NULL ||
@@ -383,24 +366,15 @@ redis_bus_start(void)
 static void
 redis_bus_stop(void)
 {
-	struct redis_job *j, *next;
-
 	if (!thread_running)
 		return;
-	pthread_mutex_lock(&q_lock);
-	q_stop = true;
-	pthread_mutex_unlock(&q_lock);
+	jobq_stop(&queue);
 	pthread_join(thread, NULL);
 	thread_running = false;
-	/* Anything queued after the last drain: the channels are gone, so each fails. */
-	pthread_mutex_lock(&q_lock);
-	j = q_head;
-	q_head = q_tail = NULL;
-	pthread_mutex_unlock(&q_lock);
-	for (; j != NULL; j = next) {
-		next = j->next;
-		redis_bus_run(j);
-	}
+	/* Anything queued after the thread's last drain: the channels are gone, so each
+	 * fails (a leave frees its member); after the close, callers do that themselves. */
+	jobq_close(&queue);
+	redis_bus_drain();
 	event_free(wake_ev);
 	event_free(tick_ev);
 	event_base_free(base);

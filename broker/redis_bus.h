@@ -15,6 +15,7 @@
 #include "broker.h"
 #include "bus.h"
 #include "channel.h"
+#include "jobq.h"
 #include "redis_keys.h"
 #include "stream.h"
 
@@ -29,8 +30,8 @@
 /* Work handed from other threads to the Redis thread, in one FIFO queue. */
 enum redis_job_kind { JOB_PUBLISH, JOB_JOIN, JOB_LEAVE, JOB_REPLAY };
 struct redis_job {
+	struct jobq_node node;		/* first: the queue's link */
 	enum redis_job_kind kind;
-	struct redis_job *next;		/* under the queue's lock */
 };
 
 /*

@@ -23,7 +23,8 @@
 #define SHARD_PUBLISH_MAX 8			/* publish daemons, at most (one per core) */
 
 static struct MHD_Daemon *daemons[BROKER_MAX_SHARDS + SHARD_PUBLISH_MAX];
-static int ndaemons;
+static MHD_socket quiesced[BROKER_MAX_SHARDS + SHARD_PUBLISH_MAX];	/* closed after the stop */
+static int ndaemons, nquiesced;
 static char listen_addr[80], publish_addr[80];
 
 /* Routes libmicrohttpd's own messages into our log. */
@@ -174,7 +175,11 @@ shard_listen_addr(void)
 	return listen_addr;
 }
 
-/* Stops accepting on every daemon; open connections go on. */
+/*
+ * Stops accepting on every daemon; open connections go on. The listen sockets are
+ * closed only after MHD_stop_daemon: a daemon's thread may still be taking its socket
+ * out of its epoll set (libmicrohttpd's documented rule, seen as a race by TSan).
+ */
 void
 shard_quiesce_all(void)
 {
@@ -183,7 +188,7 @@ shard_quiesce_all(void)
 
 	for (i = 0; i < ndaemons; i++)
 		if ((fd = MHD_quiesce_daemon(daemons[i])) != MHD_INVALID_SOCKET)
-			close(fd);
+			quiesced[nquiesced++] = fd;
 }
 
 /* Stops every daemon; the caller resumed and ended every stream first. */
@@ -192,4 +197,6 @@ shard_stop_all(void)
 {
 	while (ndaemons > 0)
 		MHD_stop_daemon(daemons[--ndaemons]);
+	while (nquiesced > 0)
+		close(quiesced[--nquiesced]);
 }
