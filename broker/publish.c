@@ -41,6 +41,8 @@ struct publish_state {
 	json_t *batch_items;	/* the parsed batch, which the items' channel names point into */
 	struct reply_item *items;	/* one per event, filled by the bus's answers */
 	struct publish_slot *slots;
+	struct reply_item item;		/* items and slots of a single publish: no allocation */
+	struct publish_slot slot;
 	size_t nitems;
 	size_t limit;
 	size_t len, cap;
@@ -57,8 +59,10 @@ publish_free(void *state)
 	if (p == NULL)
 		return;
 	json_decref(p->batch_items);
-	free(p->items);
-	free(p->slots);
+	if (p->items != &p->item)
+		free(p->items);
+	if (p->slots != &p->slot)
+		free(p->slots);
 	free(p->body);
 	free(p);
 }
@@ -205,8 +209,13 @@ publish_run(struct MHD_Connection *conn, struct publish_state *p, const struct p
 
 	if (!bus->ready(why, sizeof why))
 		return reply_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, why);
-	p->items = calloc(n ? n : 1, sizeof *p->items);
-	p->slots = calloc(n ? n : 1, sizeof *p->slots);
+	if (n == 1 && !p->batch) {
+		p->items = &p->item;
+		p->slots = &p->slot;
+	} else {
+		p->items = calloc(n ? n : 1, sizeof *p->items);
+		p->slots = calloc(n ? n : 1, sizeof *p->slots);
+	}
 	if (p->items == NULL || p->slots == NULL)
 		return reply_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
 	p->conn = conn;
