@@ -47,10 +47,15 @@ redis_url_tcp(const char *s, struct redis_url *u, char *err, size_t errlen)
 {
 	const char *at = strrchr(s, '@'), *slash, *colon;
 	char port[8];
+	size_t n;
 
 	if (at != NULL) {
-		if (s[0] != ':' || (size_t)(at - s - 1) >= sizeof u->password) {
+		if (s[0] != ':') {
 			snprintf(err, errlen, "redis URL: the password goes as :password@ (no user name)");
+			return -1;
+		}
+		if (at == s + 1 || (size_t)(at - s - 1) >= sizeof u->password) {
+			snprintf(err, errlen, "redis URL: the password must be 1 to %zu bytes", sizeof u->password - 1);
 			return -1;
 		}
 		memcpy(u->password, s + 1, (size_t)(at - s - 1));
@@ -66,7 +71,18 @@ redis_url_tcp(const char *s, struct redis_url *u, char *err, size_t errlen)
 	}
 	memcpy(u->host, s, (size_t)(colon - s));
 	u->host[colon - s] = '\0';
-	snprintf(port, sizeof port, "%.*s", (int)(slash ? slash - colon - 1 : (long)strlen(colon + 1)), colon + 1);
+	if (strspn(u->host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") !=
+	    strlen(u->host)) {
+		snprintf(err, errlen, "redis URL: the host must be a name or an IPv4 address");
+		return -1;
+	}
+	n = slash ? (size_t)(slash - colon - 1) : strlen(colon + 1);
+	if (n >= sizeof port) {
+		snprintf(err, errlen, "redis URL: bad port");
+		return -1;
+	}
+	memcpy(port, colon + 1, n);
+	port[n] = '\0';
 	if (redis_url_number(port, 1, 65535, &u->port) == -1) {
 		snprintf(err, errlen, "redis URL: bad port");
 		return -1;

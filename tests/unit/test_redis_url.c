@@ -255,15 +255,16 @@ static void test_trailing(void **state)
 }
 
 /*
- * Known gap, kept visible: the port is copied into 8 bytes before it is checked, so
- * digits past the seventh are cut off instead of refused ("redis://h:000063799" is
- * read as port 637). Skipped until common/redis_url.c checks the whole port.
+ * The whole port is checked (digits past the seventh were once cut off, reading
+ * "redis://h:000063799" as port 637), and so are the host and an empty password.
  */
 static void test_long_port(void **state)
 {
 	(void)state;
-	skip();
 	parse_bad("redis://h:000063799", "bad port");
+	parse_bad("redis://:@h:1", "password must be");
+	parse_bad("redis:// h:1", "host must be");
+	parse_bad("redis://[::1]:6379", "host must be");
 }
 
 int main(void)
