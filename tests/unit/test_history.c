@@ -549,6 +549,218 @@ static void test_ref_survives_eviction(void **state)
 	history_free(&h);
 }
 
+/* ---- history_clear: indices never go back ---- */
+
+/* Asserts the state right after history_clear(h, floor) on a ring whose next was next. */
+static void check_cleared(struct history *h, uint64_t next, uint64_t floor)
+{
+	uint64_t idx, i;
+
+	check(h, next, next, floor, floor, NULL);
+	assert_null(h->ring);
+	assert_int_equal(h->cap, 0);
+	for (i = 0; i <= next + 1; i++)
+		assert_null(history_get(h, i));
+	if (floor > 0)
+		assert_int_equal(history_after(h, floor - 1, &idx), -1);
+	if (floor > 1)
+		assert_int_equal(history_after(h, 0, &idx), -1);
+	idx = 0xdeadbeef;
+	assert_int_equal(history_after(h, floor, &idx), 0);
+	assert_int_equal(idx, next);
+	if (floor < UINT64_MAX) {
+		idx = 0xdeadbeef;
+		assert_int_equal(history_after(h, floor + 1, &idx), 0);
+		assert_int_equal(idx, next);
+	}
+	idx = 0xdeadbeef;
+	assert_int_equal(history_after(h, UINT64_MAX, &idx), 0);
+	assert_int_equal(idx, next);
+	assert_int_equal(history_expire(h, INT64_MAX), 0);
+	assert_int_equal(history_trim(h, 0), 0);
+}
+
+/*
+ * A clear drops every event (ASan: their references released) but keeps next, so a
+ * cursor taken before it is not past the ring; floor and last become the given floor;
+ * pushes afterwards continue the indices.
+ */
+static void test_clear(void **state)
+{
+	static const uint64_t after_clear[] = { 501, 502, 503 };
+	struct history h;
+	uint64_t cursor, i;
+
+	(void)state;
+	history_init(&h, 3);
+	for (i = 0; i < 7; i++)
+		push(&h, 10 + i, 4);	/* indexes 3..6 retained */
+	cursor = h.next;	/* a stream that read everything */
+	history_clear(&h, 500);
+	check_cleared(&h, 7, 500);
+	assert_true(cursor <= h.next);
+	for (i = 0; i < 3; i++)
+		push(&h, after_clear[i], 4);
+	check(&h, 7, 10, 500, 503, after_clear);
+	assert_true(h.cap >= 3);
+	assert_int_equal(history_get(&h, cursor)->seq, 501);	/* the old cursor reads on */
+
+	/* a lower floor (Redis restarted empty: floor 0) is taken as given */
+	history_clear(&h, 0);
+	check_cleared(&h, 10, 0);
+	push(&h, 1, 2);
+	push(&h, 2, 2);
+	push(&h, 3, 2);
+	{
+		static const uint64_t want[] = { 2, 3 };
+		check(&h, 11, 13, 1, 3, want);
+	}
+
+	/* clearing an empty ring, twice, and with the largest floor */
+	history_trim(&h, 0);
+	history_clear(&h, 40);
+	check_cleared(&h, 13, 40);
+	history_clear(&h, 40);
+	check_cleared(&h, 13, 40);
+	history_clear(&h, UINT64_MAX);
+	check_cleared(&h, 13, UINT64_MAX);
+	history_free(&h);
+	check(&h, 13, 13, UINT64_MAX, UINT64_MAX, NULL);	/* free after clear: no double free */
+
+	/* a fresh history cleared before any push */
+	history_init(&h, 8);
+	history_clear(&h, 9);
+	check_cleared(&h, 0, 9);
+	push(&h, 10, 1);
+	{
+		static const uint64_t want[] = { 10 };
+		check(&h, 0, 1, 9, 10, want);
+	}
+	history_free(&h);
+}
+
+/* A stream's reference keeps an event readable across a clear (ASan checks the free). */
+static void test_clear_keeps_held_ref(void **state)
+{
+	struct history h;
+	struct event *held;
+
+	(void)state;
+	history_init(&h, 0);
+	push(&h, 10, 8);
+	push(&h, 11, 8);
+	held = event_ref(history_get(&h, 1));
+	history_clear(&h, 20);
+	check_cleared(&h, 2, 20);
+	assert_int_equal(held->seq, 11);
+	assert_memory_equal(held->frame, "id: 11\n", 7);
+	event_unref(held);
+	history_free(&h);
+}
+
+/*
+ * Pushes, expiries, trims and clears at random, checked after every operation
+ * against a model: next and first never decrease, first <= next, cursors taken before
+ * a clear stay <= next, a clear empties the ring at its floor, and history_after
+ * answers every seq around the retained range as the model does.
+ */
+static void test_random_clear_model(void **state)
+{
+	enum { STEPS = 4000, CURSORS = 8 };
+	struct model *m = calloc(1, sizeof *m);
+	uint64_t cursors[CURSORS] = { 0 };
+	uint64_t seq = 50, prev_first = 0, prev_next = 0;
+	int64_t now = 0;
+	struct history h;
+	int step, clears = 0, pushes = 0;
+
+	(void)state;
+	assert_non_null(m);
+	rng_state = 0x13198a2e03707344ULL;
+	history_init(&h, seq);
+	m->floor_seq = m->last_seq = seq;
+	for (step = 0; step < STEPS; step++) {
+		uint32_t op = rng() % 100;
+		uint64_t s, lo;
+		int c;
+
+		seq += 1 + rng() % 3;
+		now += rng() % 40;
+		if (op < 70 && m->next < MODEL_MAX) {
+			size_t limit = 1 + rng() % 20;
+			assert_int_equal(history_push(&h, ev_new(seq, now), limit), 0);
+			m->seq[m->next] = seq;
+			m->ns[m->next++] = now;
+			m->last_seq = seq;
+			while (m->next - m->first > limit)
+				model_drop(m);
+			pushes++;
+		} else if (op < 80) {
+			int64_t cutoff = now - (int64_t)(rng() % 300);
+			size_t n = 0;
+			while (m->first < m->next && m->ns[m->first] < cutoff) {
+				model_drop(m);
+				n++;
+			}
+			assert_int_equal(history_expire(&h, cutoff), n);
+		} else if (op < 88) {
+			size_t limit = rng() % 8, n = 0;
+			while (m->next - m->first > limit) {
+				model_drop(m);
+				n++;
+			}
+			assert_int_equal(history_trim(&h, limit), n);
+		} else {
+			/* the floor: the last seq, a jump ahead (a resync), or 0 (Redis emptied) */
+			uint32_t kind = rng() % 3;
+			uint64_t floor = kind == 0 ? m->last_seq : kind == 1 ? seq + rng() % 50 : 0;
+
+			for (c = 0; c < CURSORS; c++)	/* streams anywhere in [first, next] */
+				cursors[c] = m->first + rng() % (m->next - m->first + 1);
+			history_clear(&h, floor);
+			m->first = m->next;
+			m->floor_seq = m->last_seq = floor;
+			if (floor > seq)
+				seq = floor;	/* later seqs are above the floor */
+			check_cleared(&h, m->next, floor);
+			for (c = 0; c < CURSORS; c++)
+				assert_true(cursors[c] <= h.next);
+			clears++;
+		}
+		assert_true(h.next >= prev_next);
+		assert_true(h.first >= prev_first);
+		assert_true(h.first <= h.next);
+		prev_next = h.next;
+		prev_first = h.first;
+		for (c = 0; c < CURSORS; c++)
+			assert_true(cursors[c] <= h.next);
+		check(&h, m->first, m->next, m->floor_seq, m->last_seq, m->seq + m->first);
+		lo = m->floor_seq > 3 ? m->floor_seq - 3 : 0;
+		for (s = lo; s <= seq + 2; s++) {
+			uint64_t idx = 0xdeadbeef, want = m->first;
+			int rc = history_after(&h, s, &idx);
+
+			if (s < m->floor_seq) {
+				assert_int_equal(rc, -1);
+				continue;
+			}
+			while (want < m->next && m->seq[want] <= s)
+				want++;
+			assert_int_equal(rc, 0);
+			if (idx != want) {
+				print_error("step %d: after(%llu) = %llu, want %llu\n", step,
+				    (unsigned long long)s, (unsigned long long)idx,
+				    (unsigned long long)want);
+				fail();
+			}
+		}
+	}
+	assert_true(clears > STEPS / 20);	/* every kind of operation really ran */
+	assert_true(pushes > STEPS / 2);
+	history_free(&h);
+	free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -565,6 +777,9 @@ int main(void)
 		cmocka_unit_test(test_free_all),
 		cmocka_unit_test(test_random_model),
 		cmocka_unit_test(test_ref_survives_eviction),
+		cmocka_unit_test(test_clear),
+		cmocka_unit_test(test_clear_keeps_held_ref),
+		cmocka_unit_test(test_random_clear_model),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
