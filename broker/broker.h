@@ -30,7 +30,7 @@
  *  - the Redis thread (Redis mode only, bus_redis.c): a libevent loop owning both Redis
  *    connections (redis_link.c), every channel's subscription state (ch->bus:
  *    redis_sub.c) and every joined stream's membership (s->bus_member). Other threads
- *    give it work only through one FIFO job queue (q_lock) and an eventfd, and never
+ *    give it work only through one FIFO job queue (jobq.c) and an eventfd, and never
  *    wait for it: its answers come back as callbacks.
  *
  * Who may write a subscriber's socket, and when:
@@ -60,10 +60,12 @@
  *    wait and ends every stream first (main.c).
  *
  * Lock order (a lock on the left may be held while taking one on its right, never the
- * reverse): table_lock (channel.c) -> wheel_lock (watcher.c) -> ch->lock -> q_lock
- * (bus_redis.c) -> grave_lock (stream.c). ch->lock guards a channel's ring, its
- * subscriber list and every field of its subscribers' streams. Channel and event
- * references are atomic, so a holder may take one under any lock.
+ * reverse): table_lock (channel.c) -> wheel_lock (watcher.c) -> ch->lock -> the job
+ * queue's lock (jobq.c) -> grave_lock (stream.c); libmicrohttpd's own locks come last
+ * (MHD_resume_connection is called under ch->lock). ch->lock guards a channel's ring,
+ * its subscriber list and every field of its subscribers' streams; the Redis thread's
+ * state (ch->bus, s->bus_member once joined) needs no lock, being its alone. Channel
+ * and event references are atomic, so a holder may take one under any lock.
  *
  * Which callback runs on which thread:
  *  - bus publish, join and replay answers: standalone, on the calling event loop before
