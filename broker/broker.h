@@ -94,6 +94,7 @@
 #define BROKER_ID_MAX 48		/* bytes of an event id, with NUL */
 #define BROKER_BOOT_HEX 12		/* hex digits of the per-process id prefix */
 #define BROKER_RETRY_AFTER "5"		/* seconds, in 503 answers */
+#define BROKER_RETRY_MS 5000		/* the same, as the retry: of a refused EventSource (plus jitter) */
 #define BROKER_STOP_GRACE_MS 3000	/* wait for streams to end on SIGTERM */
 #define BROKER_SWEEP_SECONDS 5		/* how often idle channels are swept */
 #define BROKER_MAX_SHARDS 64
@@ -126,6 +127,10 @@ struct auth_result {
 	char session[129];		/* the token's sid (NAMES_ID_MAX + 1), or "" */
 };
 
+/* Why a subscribe was refused for a while (a limit, or the bus): ssepush_refused_total's labels. */
+enum refuse_reason { REFUSE_CONNECTIONS, REFUSE_CHANNELS, REFUSE_SUBSCRIBERS, REFUSE_BUS,
+	REFUSE_WATCH, REFUSE_COUNT };
+
 /* Broker-wide counters for /metrics and /stats. */
 struct counters {
 	atomic_ullong connections;	/* open HTTP connections */
@@ -135,6 +140,7 @@ struct counters {
 	atomic_ullong auth_failures, rejected, lagged;
 	atomic_ullong latency_count, latency_sum_us;
 	atomic_ullong latency_bucket[12];
+	atomic_ullong refused[REFUSE_COUNT];
 };
 #define COUNTERS_BUCKETS { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5 }
 
@@ -152,6 +158,7 @@ uint32_t clock_sec(void);
 /* counters.c */
 extern struct counters counters;
 extern const double counters_bounds[12];
+extern const char *const counters_refuse_labels[REFUSE_COUNT];
 void counters_observe_latency(int64_t ns);
 
 /* request.c */
@@ -166,6 +173,7 @@ enum MHD_Result reply_refused(struct MHD_Connection *conn, unsigned status, cons
     const char *www_authenticate);
 enum MHD_Result reply_text(struct MHD_Connection *conn, const char *type, const char *body,
     size_t len);
+enum MHD_Result reply_retry(struct MHD_Connection *conn, unsigned retry_ms, const char *why);
 enum MHD_Result reply_preflight(struct MHD_Connection *conn, bool events, bool publish);
 enum MHD_Result reply_published(struct MHD_Connection *conn, const char *channel,
     const char *id, unsigned subscribers);

@@ -3,6 +3,13 @@
 
 struct counters counters;
 const double counters_bounds[12] = COUNTERS_BUCKETS;
+const char *const counters_refuse_labels[REFUSE_COUNT] = {
+	[REFUSE_CONNECTIONS] = "max_connections",
+	[REFUSE_CHANNELS] = "max_channels",
+	[REFUSE_SUBSCRIBERS] = "max_subscribers_per_channel",
+	[REFUSE_BUS] = "bus_unavailable",
+	[REFUSE_WATCH] = "cannot_watch",
+};
 
 /* Records one publish-to-delivery latency (a bucket per upper bound, cumulative on output). */
 void

@@ -43,6 +43,19 @@ ops_histogram(FILE *f)
 	    atomic_load(&counters.latency_count));
 }
 
+/* One series per reason a subscribe was refused for a while. */
+static void
+ops_refused(FILE *f)
+{
+	int i;
+
+	fputs("# HELP ssepush_refused_total Subscribes refused for a while (a limit, or the bus unavailable); EventSource clients were told when to retry.\n"
+	    "# TYPE ssepush_refused_total counter\n", f);
+	for (i = 0; i < REFUSE_COUNT; i++)
+		fprintf(f, "ssepush_refused_total{reason=\"%s\"} %llu\n", counters_refuse_labels[i],
+		    atomic_load(&counters.refused[i]));
+}
+
 /* GET /metrics. */
 static enum MHD_Result
 ops_metrics(struct MHD_Connection *conn)
@@ -65,6 +78,7 @@ ops_metrics(struct MHD_Connection *conn)
 	ops_metric(f, "resets_total", "counter", "Reset events sent.", atomic_load(&counters.resets));
 	auth_metrics(f);
 	ops_metric(f, "rejected_total", "counter", "Requests answered with an error status.", atomic_load(&counters.rejected));
+	ops_refused(f);
 	bus->metrics(f);
 	ops_histogram(f);
 	fclose(f);

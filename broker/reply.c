@@ -100,6 +100,36 @@ reply_text(struct MHD_Connection *conn, const char *type, const char *body, size
 }
 
 /*
+ * A refusal an EventSource retries by itself: WHATWG EventSource fails for good on any
+ * status but 200, and ignores Retry-After, so a temporary refusal of a client that
+ * accepts text/event-stream is a 200 stream carrying only "retry:" (the delay) and a
+ * comment saying why, then its end; the browser reconnects after that delay.
+ */
+enum MHD_Result
+reply_retry(struct MHD_Connection *conn, unsigned retry_ms, const char *why)
+{
+	char body[256];
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+	int n = snprintf(body, sizeof body, "retry: %u\n: ssepush: refused for now (%s); retry in %u ms\n\n",
+	    retry_ms, why, retry_ms);
+
+	if (n < 0 || (size_t)n >= sizeof body)
+		return MHD_NO;
+	r = MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_COPY);
+	if (r == NULL)
+		return MHD_NO;
+	MHD_add_response_header(r, "Content-Type", "text/event-stream; charset=utf-8");
+	MHD_add_response_header(r, "Cache-Control", "no-cache");
+	MHD_add_response_header(r, "X-Accel-Buffering", "no");
+	MHD_add_response_header(r, "Retry-After", BROKER_RETRY_AFTER);
+	cors_headers(conn, r);
+	ret = MHD_queue_response(conn, MHD_HTTP_OK, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+/*
  * Answers OPTIONS (only routed here when cors_origins is set): 204 with the methods and
  * headers the route accepts for an allowed origin, 403 for another, 404 off the routes.
  */

@@ -57,7 +57,7 @@ struct stream {
 	uint32_t ping;			/* seconds, 0 = no pings */
 	uint32_t retry_ms;		/* for the preamble */
 	atomic_uchar join_wait;		/* subscribe.c: the join's answer and the handler, whichever ends last answers */
-	int8_t join_status;		/* subscribe.c: the bus's answer to the join (0 = joined) */
+	int8_t join_status;		/* subscribe.c: 0 joined, -1 the bus refused, -2 the watcher could not take it */
 	/* flags, under ch->lock */
 	bool suspended;			/* the content reader suspended the connection */
 	bool closing, longpoll, ping_due, sent, dead, attached, pending;

@@ -100,6 +100,30 @@ subscribe_parse(struct MHD_Connection *conn, const struct auth_result *ar, struc
 	return NULL;
 }
 
+/* Whether the client is an EventSource (or says it reads one): it accepts text/event-stream. */
+static bool
+subscribe_is_eventsource(struct MHD_Connection *conn)
+{
+	const char *accept = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept");
+
+	return accept != NULL && strcasestr(accept, "text/event-stream") != NULL;
+}
+
+/*
+ * A refusal for a while (a limit, the bus): counted, then 429 or 503 + Retry-After
+ * with a JSON reason for curl and monitoring, or, for an EventSource, a 200 stream
+ * that only says when to retry (reply_retry), so that the browser comes back by itself.
+ */
+static enum MHD_Result
+subscribe_refuse_for_now(struct MHD_Connection *conn, unsigned status, enum refuse_reason why,
+    const char *msg)
+{
+	atomic_fetch_add(&counters.refused[why], 1);
+	if (!subscribe_is_eventsource(conn))
+		return reply_error(conn, status, msg);
+	return reply_retry(conn, BROKER_RETRY_MS + (unsigned)(random() % (BROKER_RETRY_MS / 2 + 1)), msg);
+}
+
 /* Sends the stream's headers and hands the connection to the content reader. */
 static enum MHD_Result
 subscribe_respond(struct stream *s)
@@ -108,7 +132,8 @@ subscribe_respond(struct stream *s)
 	enum MHD_Result ret;
 
 	if (s->join_status != 0)
-		return reply_error(s->conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+		return subscribe_refuse_for_now(s->conn, MHD_HTTP_SERVICE_UNAVAILABLE, s->join_status == -2 ?
+		    REFUSE_WATCH : REFUSE_BUS, s->join_status == -2 ? "cannot watch the connection" :
 		    "the bus could not confirm the subscription (redis unavailable)");
 	r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, SUBSCRIBE_BLOCK, stream_read, s, NULL);
 	if (r == NULL)
@@ -167,13 +192,14 @@ subscribe_resumed(struct MHD_Connection *conn, struct stream *s)
 	return subscribe_respond(s);
 }
 
-/* Drops a stream that never got attached, with its refusal. */
+/* Drops a stream that never got attached, with its refusal for a while. */
 static enum MHD_Result
-subscribe_refuse(struct stream *s, unsigned status, const char *why, struct MHD_Connection *conn)
+subscribe_refuse(struct stream *s, unsigned status, enum refuse_reason reason, const char *why,
+    struct MHD_Connection *conn)
 {
 	atomic_fetch_sub(&counters.streams, 1);
 	stream_free(s);
-	return reply_error(conn, status, why);
+	return subscribe_refuse_for_now(conn, status, reason, why);
 }
 
 /* Validates, applies the limits, attaches and joins; the stream becomes the req_cls. */
@@ -202,20 +228,22 @@ subscribe_start(struct MHD_Connection *conn, const char *version, const char *na
 	if ((s = stream_new(&o)) == NULL)
 		return MHD_NO;
 	if (atomic_fetch_add(&counters.streams, 1) >= (unsigned long long)opt(OPT_MAX_CONNECTIONS))
-		return subscribe_refuse(s, MHD_HTTP_SERVICE_UNAVAILABLE, "too many connections", conn);
+		return subscribe_refuse(s, MHD_HTTP_SERVICE_UNAVAILABLE, REFUSE_CONNECTIONS,
+		    "too many connections", conn);
 	if ((ch = channel_get(name, len, true)) == NULL)
-		return subscribe_refuse(s, MHD_HTTP_SERVICE_UNAVAILABLE, "too many channels", conn);
+		return subscribe_refuse(s, MHD_HTTP_SERVICE_UNAVAILABLE, REFUSE_CHANNELS,
+		    "too many channels", conn);
 	last_id = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Last-Event-ID");
 	if (last_id == NULL)
 		last_id = request_arg(conn, "last_event_id");
 	if ((pos = stream_attach(s, ch, last_id)) == STREAM_FULL)
-		return subscribe_refuse(s, MHD_HTTP_TOO_MANY_REQUESTS,
+		return subscribe_refuse(s, MHD_HTTP_TOO_MANY_REQUESTS, REFUSE_SUBSCRIBERS,
 		    "too many subscribers on this channel", conn);
 	*req_cls = s;
 	/* From here the request-completed callback ends the stream (subscribe_completed). */
 	if (watcher_watch(s) == -1) {
-		s->join_status = -1;	/* never reaped if its client hung up: refuse it */
-		return reply_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "cannot watch the connection");
+		s->join_status = -2;	/* never reaped if its client hung up: refuse it */
+		return subscribe_respond(s);
 	}
 	subscribe_keepalive(s->fd);
 	return subscribe_join(s, last_id, pos == STREAM_REMOTE);

@@ -1,6 +1,8 @@
 // Every error status with its JSON {"error"} body and headers: 400, 404, 405 (+Allow),
 // 413 (decided from Content-Length, also for curl with Expect: 100-continue), 415,
-// 429 (max_subscribers_per_channel), 503 + Retry-After (max_connections, max_channels).
+// 429 (max_subscribers_per_channel), 503 + Retry-After (max_connections, max_channels) for
+// clients that do not read event streams (curl, monitoring: Accept */*); an EventSource
+// is told to retry instead (refusals.test.mjs).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
@@ -154,10 +156,13 @@ test('415 for a body that is not valid UTF-8', async () => {
   assert.equal(ok.status, 200, ok.body);
 });
 
+/** What curl sends: not an EventSource, so refusals come as JSON errors. */
+const CURL = { Accept: '*/*' };
+
 test('429 beyond max_subscribers_per_channel; a place frees when one leaves', async () => {
   const s1 = await subscribeReady(b, 'full');
   const s2 = await subscribeReady(b, 'full', '', 2);
-  const s3 = await openStream(b.port, '/events/full');
+  const s3 = await openStream(b.port, '/events/full', { headers: CURL });
   try {
     await s3.waitEnd();
     assertJsonError({ status: s3.status, headers: s3.headers, body: s3.raw(), json: s3.json() }, 429, 'third subscriber');
@@ -177,14 +182,14 @@ test('503 with Retry-After at max_connections; accepted again after a close', as
     open.push(await subscribe(c, '/events/c1'));
     open.push(await subscribe(c, '/events/c2'));
     for (const s of open) await waitPreamble(s);
-    const s3 = await openStream(c.port, '/events/c3');
+    const s3 = await openStream(c.port, '/events/c3', { headers: CURL });
     await s3.waitEnd();
     const r = { status: s3.status, headers: s3.headers, body: s3.raw(), json: s3.json() };
     assertJsonError(r, 503, 'third stream with max_connections 2');
     assert.match(r.headers['retry-after'] || '', /^\d+$/, `Retry-After: ${r.headers['retry-after']}`);
     open[0].close();
     await waitFor(async () => {
-      const s = await openStream(c.port, '/events/c4');
+      const s = await openStream(c.port, '/events/c4', { headers: CURL });
       const okNow = s.status === 200;
       s.close();
       return okNow;
@@ -201,7 +206,7 @@ test('503 with Retry-After at max_channels', async () => {
   try {
     open.push(await subscribe(c, '/events/k1'));
     open.push(await subscribe(c, '/events/k2'));
-    const s3 = await openStream(c.port, '/events/k3');
+    const s3 = await openStream(c.port, '/events/k3', { headers: CURL });
     await s3.waitEnd();
     const r = { status: s3.status, headers: s3.headers, body: s3.raw(), json: s3.json() };
     assertJsonError(r, 503, 'third channel with max_channels 2');

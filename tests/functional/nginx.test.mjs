@@ -2,7 +2,8 @@
 // auth proxy mode, with a tiny application written here as the auth backend: an
 // authenticated client gets an event published after its stream opened, an
 // unauthenticated one is refused, long-poll works through nginx, and a subscribe sent
-// straight to the broker from an untrusted address is refused. nginx runs from its own
+// straight to the broker from an untrusted address is refused; a broker restart behind
+// nginx is a retry for EventSource, not a failure. nginx runs from its own
 // prefix in a temp dir, on a free port, in the foreground, and is stopped by pid.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,6 +12,7 @@ import httpServer from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { EventSource } from 'eventsource';
 import {
   startBroker, killAll, http, openStream, waitPreamble, waitSubscribers, publishOk,
   assertJsonError, tempDir, spawnProcess, waitFor, WAIT, START_TIMEOUT,
@@ -192,3 +194,57 @@ test('auth proxy: a subscribe straight to the broker from an untrusted address i
   assertJsonError(r, 403, 'direct subscribe from 127.0.0.2');
   assert.equal(r.json.error, 'subscribe only through a trusted proxy');
 });
+
+// A broker restart behind each example: while the broker is down nginx answers its own
+// 502, which the examples turn into a 200 event stream that only says when to retry, so
+// that a real EventSource (npm eventsource) keeps trying by itself and gets its events
+// again once a broker is back on the same address. ssepush.js is served through nginx.
+for (const [name, key, pathFor] of patterns) {
+  test(`${name}: a broker restart behind nginx: EventSource is told to retry, then gets events again by itself`, { timeout: 40000 }, async () => {
+    const port = await freePort();
+    const args = ['--auth', 'proxy', '--trusted_proxies', '127.0.0.1', '--listen', `127.0.0.1:${port}`];
+    let b2 = await startBroker(args);
+    const n = await startNginx(key === 'a' ? 'auth_request.conf' : 'x_accel_redirect.conf', port);
+    const user = `restart-${key}`;
+    const url = `http://127.0.0.1:${n.port}${pathFor(user)}`;
+    const headers = { Cookie: `app_session=ok:${user}` };
+    const es = new EventSource(url, { fetch: (u, init) => fetch(u, { ...init, headers: { ...init.headers, ...headers } }) });
+    const seen = [];
+    es.addEventListener('message', (e) => seen.push({ type: 'message', data: e.data }));
+    es.addEventListener('error', () => seen.push({ type: 'error', state: es.readyState }));
+    try {
+      const js = await http(n.port, '/ssepush.js');
+      assert.equal(js.status, 200, `/ssepush.js through nginx: ${js.status}`);
+      assert.match(js.headers['content-type'] || '', /javascript/, `/ssepush.js content-type ${js.headers['content-type']}`);
+      await waitFor(() => es.readyState === EventSource.OPEN, 10000, 'the EventSource to open through nginx');
+      await waitSubscribers(b2, user, 1);
+      await publishOk(b2, user, 'before');
+      await waitFor(() => seen.some((e) => e.data === 'before'), WAIT, 'the first event');
+
+      await b2.stop();
+      // What nginx answers now, for a client that reads event streams.
+      const down = await openStream(n.port, pathFor(user), { headers });
+      await down.waitEnd();
+      assert.equal(down.status, 200, `nginx with the broker down: ${down.describe()}`);
+      assert.match(down.headers['content-type'] || '', /^text\/event-stream/, down.describe());
+      const m = /^retry: (\d+)\n/.exec(down.raw());
+      assert.ok(m && Number(m[1]) >= 5000 && Number(m[1]) <= 7500, `no retry of 5-7.5 s: ${JSON.stringify(down.raw())}`);
+      await waitFor(() => seen.some((e) => e.type === 'error'), 10000, 'the EventSource to notice the broker is gone');
+      assert.notEqual(es.readyState, EventSource.CLOSED, `EventSource gave up with the broker down: ${JSON.stringify(seen)}`);
+      // Let it be refused at least once more by nginx, still trying.
+      const errors = seen.filter((e) => e.type === 'error').length;
+      await waitFor(() => seen.filter((e) => e.type === 'error').length > errors, 10000, 'another retry while the broker is down');
+      assert.notEqual(es.readyState, EventSource.CLOSED, `EventSource gave up: ${JSON.stringify(seen)}`);
+
+      b2 = await startBroker(args);
+      await waitFor(() => es.readyState === EventSource.OPEN, 15000, 'the EventSource to come back by itself', () => JSON.stringify(seen));
+      await waitSubscribers(b2, user, 1, 10000);
+      await publishOk(b2, user, 'after');
+      await waitFor(() => seen.some((e) => e.data === 'after'), WAIT, 'the event after the restart', () => JSON.stringify(seen));
+    } finally {
+      es.close();
+      await n.stop();
+      await b2.stop();
+    }
+  });
+}

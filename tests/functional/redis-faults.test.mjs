@@ -55,13 +55,24 @@ test('Redis down at broker start: the broker starts unready, refuses publishes w
     assertDown503(p, 'publish with Redis down');
 
     // A subscriber that comes while Redis is down: if the broker takes it, it must be
-    // served once Redis is back (if it refuses, that is a 503 with Retry-After).
+    // served once Redis is back; if it refuses, that is a 503 with Retry-After for a
+    // client that does not read event streams, and for an EventSource a 200 that only
+    // says when to retry, then ends (refusals.test.mjs has the details).
     const early = await openStream(A.port, '/events/early');
     streams.push(early);
-    const earlyOk = early.status === 200;
-    if (!earlyOk) {
+    const refusedSse = early.status === 200 && /^retry: \d+\n/.test(early.raw()) &&
+      await early.waitEnd().then(() => early.events().length === 0, () => false);
+    const earlyOk = early.status === 200 && !refusedSse;
+    if (!earlyOk && !refusedSse) {
       assert.equal(early.status, 503, `subscribe with Redis down: status ${early.status}`);
       assert.match(early.headers['retry-after'] || '', /^\d+$/, 'subscribe refused with Redis down: no Retry-After');
+    }
+    const curlEarly = await openStream(A.port, '/events/early', { headers: { Accept: '*/*' } });
+    streams.push(curlEarly);
+    if (curlEarly.status !== 200) {
+      await curlEarly.waitEnd();
+      assertDown503({ status: curlEarly.status, headers: curlEarly.headers, body: curlEarly.raw(), json: curlEarly.json() },
+        'curl-style subscribe with Redis down');
     }
 
     await r.start();
