@@ -1,5 +1,6 @@
 # ssepush: plain GNU Makefile. `make`, `make run`, `make test`, `make bench`, `make clean`.
-# Knobs: SANITIZER=address (ASan+UBSan) or thread (TSan), WERROR=1, V=1, PREFIX, DESTDIR.
+# Knobs: SANITIZER=address (ASan+UBSan) or thread (TSan), WERROR=1, V=1, BUILD=dir,
+# CFLAGS/CPPFLAGS/LDFLAGS (the project's flags are appended to them), PREFIX, DESTDIR.
 
 PREFIX ?= /usr/local
 BUILD ?= build
@@ -8,18 +9,25 @@ PKGS := libmicrohttpd jansson hiredis libevent libjwt
 
 WARN := -Wall -Wextra -Wformat=2 -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wpointer-arith -Wwrite-strings -Wundef
+# The user's CFLAGS, CPPFLAGS and LDFLAGS (from the command line or the environment, as
+# dpkg-buildflags gives them) come first; the project's own flags are appended to them,
+# never replaced (make CFLAGS=-O0 still builds with -std=c11, the warnings, -pthread
+# and the include paths), as redis's FINAL_CFLAGS does.
 CFLAGS ?= -O2 -g
-CFLAGS += -std=c11 -D_GNU_SOURCE -pthread $(WARN) -Iinclude -Ibroker -Ipusher
+SSEPUSH_CFLAGS := -std=c11 -D_GNU_SOURCE -pthread $(WARN) -Iinclude -Ibroker -Ipusher
+SSEPUSH_LDFLAGS :=
 ifeq ($(WERROR),1)
-CFLAGS += -Werror
+SSEPUSH_CFLAGS += -Werror
 endif
 ifeq ($(SANITIZER),address)
-CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-LDFLAGS += -fsanitize=address,undefined
+SSEPUSH_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+SSEPUSH_LDFLAGS += -fsanitize=address,undefined
 else ifneq ($(SANITIZER),)
-CFLAGS += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer
-LDFLAGS += -fsanitize=$(SANITIZER)
+SSEPUSH_CFLAGS += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer
+SSEPUSH_LDFLAGS += -fsanitize=$(SANITIZER)
 endif
+FINAL_CFLAGS = $(CPPFLAGS) $(CFLAGS) $(SSEPUSH_CFLAGS)
+FINAL_LDFLAGS = $(LDFLAGS) $(SSEPUSH_LDFLAGS)
 
 ifneq ($(V),1)
 Q := @
@@ -53,14 +61,14 @@ all: $(BUILD)/ssepush-broker $(BUILD)/ssepush-pusher
 # Rebuild everything when the flags change (e.g. SANITIZER on or off).
 $(BUILD)/.flags: FORCE
 	@mkdir -p $(BUILD)
-	@echo '$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS)' | cmp -s - $@ || \
-		echo '$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS)' > $@
+	@echo '$(CC) $(FINAL_CFLAGS) $(PKG_CFLAGS) $(FINAL_LDFLAGS)' | cmp -s - $@ || \
+		echo '$(CC) $(FINAL_CFLAGS) $(PKG_CFLAGS) $(FINAL_LDFLAGS)' > $@
 FORCE:
 
 $(BUILD)/%.o: %.c $(BUILD)/.flags
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
+	$(Q)$(CC) $(FINAL_CFLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/gen/www.c: broker/www/embed.sh $(WWW)
 	@mkdir -p $(dir $@)
@@ -69,20 +77,20 @@ $(BUILD)/gen/www.c: broker/www/embed.sh $(WWW)
 
 $(BUILD)/gen/www.o: $(BUILD)/gen/www.c $(BUILD)/.flags
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(FINAL_CFLAGS) $(PKG_CFLAGS) -c $< -o $@
 
 $(BUILD)/ssepush-broker: $(COMMON_SRC:%.c=$(BUILD)/%.o) $(BROKER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/www.o
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) -pthread $^ $(PKG_LIBS) -o $@
+	$(Q)$(CC) $(FINAL_LDFLAGS) -pthread $^ $(PKG_LIBS) -o $@
 
 $(BUILD)/ssepush-pusher: $(COMMON_SRC:%.c=$(BUILD)/%.o) $(PUSHER_SRC:%.c=$(BUILD)/%.o)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) $^ $(PUSHER_LIBS) -o $@
+	$(Q)$(CC) $(FINAL_LDFLAGS) $^ $(PUSHER_LIBS) -o $@
 
 $(BUILD)/tests/%: tests/unit/%.c $(LEAF_OBJ) $(BUILD)/.flags
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) $< $(LEAF_OBJ) -lcmocka $(JANSSON_LIBS) -o $@
+	$(Q)$(CC) $(FINAL_CFLAGS) $(PKG_CFLAGS) $(FINAL_LDFLAGS) $< $(LEAF_OBJ) -lcmocka $(JANSSON_LIBS) -o $@
 
 deps:
 	@packaging/install-deps.sh build
@@ -124,10 +132,17 @@ functional: all
 browser: all
 	SSEPUSH_BROKER=$(abspath $(BUILD)/ssepush-broker) tests/browser/run.sh
 
+# tests/flags.sh builds without the sanitizer whatever SANITIZER says, so only the
+# plain make test runs it.
 test: test-deps
 	@$(MAKE) --no-print-directory all unit
 	tests/callgraph.sh $(BUILD)
 	tests/packaging.sh $(BUILD)/ssepush-broker
+ifeq ($(SANITIZER),)
+	tests/flags.sh
+else
+	@echo "skip: tests/flags.sh (it builds without SANITIZER; make test without it runs it)"
+endif
 	@$(MAKE) --no-print-directory functional
 	@$(MAKE) --no-print-directory browser
 
@@ -135,7 +150,7 @@ test: test-deps
 $(BUILD)/loadgen: tests/bench/loadgen.c $(BUILD)/.flags
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $< -o $@
+	$(Q)$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) $< -o $@
 
 # ssepush against nginx+nchan, scenario by scenario (BENCH_QUICK=1: under 3 minutes).
 # Not part of `make test`: it loads both cores for minutes.
