@@ -164,6 +164,7 @@ void counters_observe_latency(int64_t ns);
 /* request.c */
 const char *request_arg(struct MHD_Connection *conn, const char *name);
 size_t request_unescape(void *cls, struct MHD_Connection *conn, char *s);
+const char *request_framing_error(struct MHD_Connection *conn);
 
 /* reply.c */
 enum MHD_Result reply_json(struct MHD_Connection *conn, unsigned status, const char *body);

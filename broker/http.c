@@ -46,7 +46,7 @@ http_access(void *cls, struct MHD_Connection *conn, const char *url, const char 
 {
 	bool get = strcmp(method, MHD_HTTP_METHOD_GET) == 0;
 	bool serves_publish = cls != NULL;
-	const char *rest;
+	const char *rest, *why;
 	struct auth_result ar;
 
 	static enum req_kind headers_seen = REQ_HEADERS;
@@ -55,6 +55,10 @@ http_access(void *cls, struct MHD_Connection *conn, const char *url, const char 
 		return publish_handle(conn, url, upload, upload_size, req_cls);	/* body chunk, or resumed */
 	if (*req_cls != NULL && *(enum req_kind *)*req_cls == REQ_STREAM)
 		return subscribe_resumed(conn, *req_cls);	/* the join answered */
+	/* Refused in the first call, so the connection closes and nothing after the
+	 * ambiguous framing is read as another request. */
+	if (*req_cls == NULL && (why = request_framing_error(conn)) != NULL)
+		return reply_error(conn, MHD_HTTP_BAD_REQUEST, why);
 	/*
 	 * libmicrohttpd 0.9.75 closes the connection after any response queued in the
 	 * first call (it stops reading the request). A GET has no body to wait for, so

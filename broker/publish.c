@@ -20,6 +20,7 @@
 #include "utf8.h"
 
 #define PUBLISH_BATCH_LIMIT (64LL * 1024 * 1024)	/* bytes in one batch body, at most */
+#define PUBLISH_TOO_LARGE "message too large"
 
 struct publish_state;
 
@@ -82,6 +83,8 @@ publish_check_fields(const struct publish_req *r)
 {
 	if (r->type != NULL && !names_event_type_valid(r->type, strlen(r->type)))
 		return "invalid event type";
+	if (r->type != NULL && names_event_type_reserved(r->type, strlen(r->type)))
+		return "reserved event type: ping, reset and state are the broker's own";
 	if (r->session != NULL && !names_id_valid(r->session, strlen(r->session)))
 		return "invalid session";
 	if (r->exclude_session != NULL &&
@@ -129,7 +132,7 @@ publish_begin(struct MHD_Connection *conn, const char *url, void **req_cls)
 			return reply_error(conn, MHD_HTTP_BAD_REQUEST, why);
 	}
 	if (cl != NULL && strtoull(cl, NULL, 10) > (unsigned long long)limit)
-		return reply_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, "message too large");
+		return reply_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, PUBLISH_TOO_LARGE);
 	if ((p = calloc(1, sizeof *p)) == NULL)
 		return MHD_NO;
 	p->kind = REQ_PUBLISH;
@@ -305,12 +308,12 @@ publish_batch_item(json_t *item, struct publish_req *r, char **owned)
 		r->len = strlen(*owned);
 	}
 	if (r->len > (size_t)opt(OPT_MAX_MESSAGE_SIZE))
-		return "message too large";
+		return PUBLISH_TOO_LARGE;
 	return NULL;
 }
 
-/* Checks every item of a batch; on the first bad one writes the 400 reason. */
-static int
+/* Checks every item of a batch; on the first bad one writes the reason and returns its status (413 or 400), else 0. */
+static unsigned
 publish_batch_check(json_t *arr, char *why, size_t len)
 {
 	size_t i;
@@ -321,18 +324,20 @@ publish_batch_check(json_t *arr, char *why, size_t len)
 
 	if (!json_is_array(arr)) {
 		snprintf(why, len, "batch body must be a JSON array");
-		return -1;
+		return MHD_HTTP_BAD_REQUEST;
 	}
 	if (json_array_size(arr) > (size_t)opt(OPT_MAX_BATCH)) {
 		snprintf(why, len, "batch has more than %lld items", opt(OPT_MAX_BATCH));
-		return -1;
+		return MHD_HTTP_BAD_REQUEST;
 	}
 	json_array_foreach(arr, i, item) {
 		bad = publish_batch_item(item, &r, &owned);
 		free(owned);
 		if (bad != NULL) {
 			snprintf(why, len, "item %zu: %s", i, bad);
-			return -1;
+			/* Too large is 413 for a batch item as for a single publish. */
+			return strcmp(bad, PUBLISH_TOO_LARGE) == 0 ? MHD_HTTP_CONTENT_TOO_LARGE :
+			    MHD_HTTP_BAD_REQUEST;
 		}
 	}
 	return 0;
@@ -371,14 +376,15 @@ publish_batch(struct MHD_Connection *conn, struct publish_state *p)
 	json_t *arr;
 	char why[256];
 	enum MHD_Result ret;
+	unsigned status;
 
 	arr = json_loadb(p->body ? p->body : "", p->len, JSON_REJECT_DUPLICATES, &jerr);
 	if (arr == NULL) {
 		snprintf(why, sizeof why, "invalid JSON: %s", jerr.text);
 		return reply_error(conn, MHD_HTTP_BAD_REQUEST, why);
 	}
-	if (publish_batch_check(arr, why, sizeof why) == -1)
-		ret = reply_error(conn, MHD_HTTP_BAD_REQUEST, why);
+	if ((status = publish_batch_check(arr, why, sizeof why)) != 0)
+		ret = reply_error(conn, status, why);
 	else
 		ret = publish_batch_run(conn, p, arr);
 	json_decref(arr);
@@ -403,8 +409,11 @@ publish_handle(struct MHD_Connection *conn, const char *url, const char *upload,
 		return MHD_YES;
 	}
 	if (p->too_large)
-		return reply_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, "message too large");
+		return reply_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, PUBLISH_TOO_LARGE);
 	if (!utf8_valid(p->body ? p->body : "", p->len))
 		return reply_error(conn, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "body is not valid UTF-8");
+	/* As a batch's JSON cannot carry U+0000, neither may a single event's body. */
+	if (p->len > 0 && memchr(p->body, '\0', p->len) != NULL)
+		return reply_error(conn, MHD_HTTP_BAD_REQUEST, "data must not contain NUL (U+0000)");
 	return p->batch ? publish_batch(conn, p) : publish_single(conn, p);
 }

@@ -1,8 +1,58 @@
 /*
- * Reading a request: query arguments and the percent-decoding libmicrohttpd applies to
- * the path and the query (ours, so a decoded NUL cannot cut a name short).
+ * Reading a request: query arguments, the percent-decoding libmicrohttpd applies to
+ * the path and the query (ours, so a decoded NUL cannot cut a name short), and the
+ * framing checks that refuse the request-smuggling shapes libmicrohttpd lets through.
  */
 #include "broker.h"
+
+#include <string.h>
+#include <strings.h>
+
+/* What the framing headers of one request say. */
+struct request_framing {
+	unsigned content_lengths, transfer_encodings;
+	bool bad_length;
+};
+
+/* Counts Content-Length and Transfer-Encoding headers; a length must be plain digits that fit. */
+static enum MHD_Result
+request_framing_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	struct request_framing *f = cls;
+	size_t n;
+
+	(void)kind;
+	if (strcasecmp(key, "Content-Length") == 0) {
+		f->content_lengths++;
+		n = strspn(value, "0123456789");
+		if (n == 0 || value[n] != '\0' || n > 18)
+			f->bad_length = true;
+	} else if (strcasecmp(key, "Transfer-Encoding") == 0)
+		f->transfer_encodings++;
+	return MHD_YES;
+}
+
+/*
+ * The shapes behind request smuggling through a proxy: two Content-Length headers, a
+ * length with a sign, spaces or more digits than fit, Content-Length together with
+ * Transfer-Encoding, or two Transfer-Encoding headers. Returns the reason, or NULL.
+ */
+const char *
+request_framing_error(struct MHD_Connection *conn)
+{
+	struct request_framing f = { 0, 0, false };
+
+	MHD_get_connection_values(conn, MHD_HEADER_KIND, request_framing_header, &f);
+	if (f.content_lengths > 1)
+		return "more than one Content-Length";
+	if (f.bad_length)
+		return "Content-Length is not a plain decimal number";
+	if (f.content_lengths > 0 && f.transfer_encodings > 0)
+		return "Content-Length together with Transfer-Encoding";
+	if (f.transfer_encodings > 1)
+		return "more than one Transfer-Encoding";
+	return NULL;
+}
 
 /* Value of one hex digit, or -1. */
 static int

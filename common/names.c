@@ -74,3 +74,11 @@ names_origin_list_valid(const char *s, size_t len)
 	}
 	return true;
 }
+
+/* The broker's own event types: ping and reset on every stream, state on the JMAP one. */
+bool
+names_event_type_reserved(const char *s, size_t len)
+{
+	return (len == 4 && memcmp(s, "ping", 4) == 0) || (len == 5 && memcmp(s, "reset", 5) == 0) ||
+	    (len == 5 && memcmp(s, "state", 5) == 0);
+}

@@ -22,4 +22,7 @@ bool names_id_valid(const char *s, size_t len);
 /* A comma list of 1-16 valid origin ids, no empty item. */
 bool names_origin_list_valid(const char *s, size_t len);
 
+/* Whether an event type is one of the broker's own (ping, reset, state): publishers may not use it. */
+bool names_event_type_reserved(const char *s, size_t len);
+
 #endif
