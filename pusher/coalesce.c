@@ -29,6 +29,7 @@ struct coalesce_mailbox {
 struct coalesce_user {
 	struct coalesce_user *hnext;	/* hash chain */
 	struct coalesce_user *qnext;	/* deadline FIFO */
+	uint64_t opened;		/* now_ms of the first notification */
 	uint64_t deadline;
 	char owner[NOTIFY_USER_MAX + 1];
 	char channel[NAMES_CHANNEL_MAX + 1];
@@ -337,6 +338,7 @@ coalesce_open(struct coalesce *c, const char *owner, const char *channel, uint64
 	}
 	snprintf(u->owner, sizeof(u->owner), "%s", owner);
 	snprintf(u->channel, sizeof(u->channel), "%s", channel);
+	u->opened = now_ms;
 	u->deadline = now_ms > UINT64_MAX - 1 - c->window_ms ? UINT64_MAX - 1 :
 	    now_ms + c->window_ms;
 	if (c->tail != NULL && u->deadline < c->tail->deadline)
@@ -580,6 +582,7 @@ coalesce_pop_due(struct coalesce *c, uint64_t now_ms, struct coalesce_event *out
 	out->payload = text;
 	out->payload_len = strlen(text);
 	out->notifications = u->count;
+	out->first_ms = u->opened;
 	c->stats.emitted++;
 	coalesce_user_free(u);
 	return 1;

@@ -51,6 +51,7 @@ struct coalesce_event {
 	char *payload;			/* JSON text (new, NUL-terminated); coalesce_event_clear() frees */
 	size_t payload_len;
 	unsigned notifications;		/* datagrams folded into it */
+	uint64_t first_ms;		/* the now_ms its first notification was added with */
 };
 
 struct coalesce;

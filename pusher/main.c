@@ -1,6 +1,6 @@
 /*
  * ssepush-pusher: command-line flags, configuration loading and reload, start-up, the
- * one libevent loop everything runs on, signals (as libevent events: the handlers only
+ * one libevent loop everything runs on (notify socket, Redis, metrics listener), signals (as libevent events: the handlers only
  * write to libevent's pipe), and the bounded shutdown that publishes what it can.
  */
 #include "pusher.h"
@@ -218,6 +218,7 @@ parse_flags(int argc, char **argv)
 static void
 finish(void)
 {
+	metrics_stop();
 	pub_stop();
 	if (pusher_queue.len > 0)
 		log_warn("terminating: %zu change events could not be published to Redis", pusher_queue.len);
@@ -240,6 +241,10 @@ main(int argc, char **argv)
 
 	if ((pusher_config = load_config(log_report_stderr)) == NULL)
 		return 1;
+	if (metrics_check(pusher_config, config_path, log_report_stderr, NULL) != 0) {
+		config_free(pusher_config);
+		return 1;
+	}
 	if (check) {
 		printf("configuration OK\n");
 		config_free(pusher_config);
@@ -257,7 +262,7 @@ main(int argc, char **argv)
 		if ((sig_ev[i] = evsignal_new(pusher_base, sigs[i], on_signal, NULL)) == NULL ||
 		    event_add(sig_ev[i], NULL) == -1)
 			fatal("start-up failed: signals");
-	if (input_open() == -1 || stats_start() == -1 || pub_start() == -1)
+	if (input_open() == -1 || stats_start() == -1 || pub_start() == -1 || metrics_start() == -1)
 		fatal("start-up failed");
 	log_info("ready: listening on %s", input_describe());
 	event_base_dispatch(pusher_base);

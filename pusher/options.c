@@ -5,6 +5,7 @@
  */
 #include "pusher.h"
 
+#include <arpa/inet.h>
 #include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +76,61 @@ check_redis(const char *v, char *err, size_t errlen)
 	struct redis_url u;
 
 	return redis_url_parse(v, &u, err, errlen);
+}
+
+/*
+ * Splits a metrics_listen value, "host:port" with a numeric IPv4 host or "[v6]:port",
+ * into host (brackets dropped) and port. Returns 0, or -1 with the reason in err.
+ */
+int
+options_split_listen(const char *v, char *host, size_t hostlen, unsigned *port, char *err, size_t errlen)
+{
+	const char *colon = strrchr(v, ':');
+	unsigned char addr[16];
+	char *end;
+	long p;
+	size_t n, v6;
+
+	if (colon == NULL || colon == v || (n = (size_t)(colon - v)) >= hostlen) {
+		snprintf(err, errlen, "'%s' is not host:port", v);
+		return -1;
+	}
+	p = strtol(colon + 1, &end, 10);
+	if (colon[1] < '0' || colon[1] > '9' || *end != '\0' || p > 65535) {
+		snprintf(err, errlen, "'%s': bad port", v);
+		return -1;
+	}
+	v6 = v[0] == '[' && n > 2 && v[n - 1] == ']';
+	memcpy(host, v + v6, n - 2 * v6);
+	host[n - 2 * v6] = '\0';
+	if (inet_pton(v6 ? AF_INET6 : AF_INET, host, addr) != 1) {
+		snprintf(err, errlen, "'%s': the host must be a numeric IPv4 address or [IPv6]", v);
+		return -1;
+	}
+	*port = (unsigned)p;
+	return 0;
+}
+
+/* Empty (off) or a host:port options_split_listen takes. */
+static int
+check_listen(const char *v, char *err, size_t errlen)
+{
+	char host[64];
+	unsigned port;
+
+	return *v == '\0' ? 0 : options_split_listen(v, host, sizeof host, &port, err, errlen);
+}
+
+/* A secret is empty (unset) or long enough to resist guessing. */
+static int
+check_secret(const char *v, char *err, size_t errlen)
+{
+	if (*v != '\0' && strlen(v) < PUSHER_SECRET_MIN) {
+		snprintf(err, errlen, "a secret needs at least %d bytes (try: openssl rand -base64 48)",
+		    PUSHER_SECRET_MIN);
+		return -1;
+	}
+	return 0;
 }
 
 /* Lets the coalescer judge one of its settings on its own. */
@@ -154,6 +210,12 @@ const struct config_directive pusher_directives[POPT_COUNT] = {
 	    "change events waiting for Redis (while it is slow or away); beyond it new ones are dropped (counted, logged)" },
 	[POPT_STATS_INTERVAL] = { "stats_interval", CONFIG_SECONDS, 0, 86400, "300", NULL, true, NULL,
 	    "seconds between counter log lines (also on SIGUSR1); 0 = only on SIGUSR1" },
+	[POPT_METRICS_LISTEN] = { "metrics_listen", CONFIG_STRING, 0, 64, "", NULL, false, check_listen,
+	    "address:port (numeric IPv4 or [IPv6]) of the HTTP listener for GET /metrics (Prometheus) and GET /healthz; port 0 picks a free one; empty = off" },
+	[POPT_METRICS_SECRET] = { "metrics_secret", CONFIG_STRING, 0, PUSHER_SECRET_MAX, "", NULL, false, check_secret,
+	    "secret scrapers send as Authorization: Bearer for /metrics (at least 32 bytes); empty = loopback peers only; prefer metrics_secret_file" },
+	[POPT_METRICS_SECRET_FILE] = { "metrics_secret_file", CONFIG_STRING, 0, 1024, "", NULL, false, NULL,
+	    "file holding metrics_secret (one line; must not be readable by others)" },
 	[POPT_LOG_LEVEL] = { "log_level", CONFIG_ENUM, 0, 0, "info", log_levels, true, NULL,
 	    "error, warn, info or debug" },
 };

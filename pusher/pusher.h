@@ -2,7 +2,8 @@
  * ssepush-pusher's private header: named defaults, the directive indices, the
  * daemon-wide counters, and the prototypes of each file, grouped by file. The daemon is
  * one thread on one libevent base: the notify socket is drained, parsed and coalesced
- * on it, and closed windows wait in a bounded queue for the Redis connection.
+ * on it, closed windows wait in a bounded queue for the Redis connection, and the
+ * optional metrics listener (libevent's evhttp) answers on the same base.
  */
 #ifndef SSEPUSH_PUSHER_H
 #define SSEPUSH_PUSHER_H
@@ -30,6 +31,14 @@
 #define PUSHER_PUBLISH_TRIES 3		/* error replies before an event is given up (and counted) */
 #define PUSHER_STOP_GRACE_MS 3000	/* SIGTERM: time to publish what is queued */
 #define PUSHER_LOG_EVERY_MS 10000	/* repeated warnings (drops, bad datagrams): one per this */
+#define PUSHER_HTTP_TIMEOUT_S 10	/* metrics_listen: a connection idle this long is closed */
+#define PUSHER_HTTP_MAX_HEADERS 8192	/* metrics_listen: request line and headers, bytes */
+#define PUSHER_HTTP_MAX_BODY 1024	/* metrics_listen: request body, bytes (GET needs none) */
+#define PUSHER_ACCEPT_PAUSE_MS 1000	/* metrics_listen: accept() paused this long on EMFILE */
+#define PUSHER_SECRET_MIN 32		/* metrics_secret: shortest accepted, bytes */
+#define PUSHER_SECRET_MAX 1024		/* metrics_secret: longest accepted, bytes */
+#define PUSHER_LATENCY_BUCKETS 16	/* datagram-to-publish histogram buckets, +Inf not counted */
+#define PUSHER_STATS_ROWS 21		/* figures on the stats line (and in /metrics) */
 
 enum popt {
 	POPT_NOTIFY_SOCKET,
@@ -49,6 +58,9 @@ enum popt {
 	POPT_MAX_MAILBOXES,
 	POPT_QUEUE_MAX,
 	POPT_STATS_INTERVAL,
+	POPT_METRICS_LISTEN,
+	POPT_METRICS_SECRET,
+	POPT_METRICS_SECRET_FILE,
 	POPT_LOG_LEVEL,
 	POPT_COUNT
 };
@@ -65,6 +77,23 @@ struct pusher_counters {
 	uint64_t resent;		/* sent again after a connection loss (may be duplicates) */
 	uint64_t publish_failed;	/* error replies PUSHER_PUBLISH_TRIES times: given up */
 	uint64_t redis_connects;	/* successful connections */
+	uint64_t latency_bucket[PUSHER_LATENCY_BUCKETS + 1];	/* published, by datagram-to-publish ms; last: +Inf */
+	uint64_t latency_sum_ms;
+};
+
+/* How a figure of the stats line appears in /metrics. */
+enum stats_kind {
+	STATS_COUNTER,		/* ssepush_pusher_<name>_total */
+	STATS_GAUGE,		/* ssepush_pusher_<name> */
+	STATS_UP,		/* ssepush_pusher_<name>_up 0 or 1; "down" or "up" on the stats line */
+};
+
+/* One figure of the stats line, and of /metrics. */
+struct stats_row {
+	const char *name;	/* as on the stats line */
+	enum stats_kind kind;
+	const char *help;	/* the HELP line of /metrics */
+	uint64_t value;
 };
 
 /* One closed window waiting for Redis (a doubly linked FIFO). */
@@ -74,6 +103,7 @@ struct queue_item {
 	char origin[NAMES_ID_MAX + 1];
 	char *payload;			/* new, NUL-terminated */
 	size_t len;
+	uint64_t first_ms;		/* pusher_now_ms() of the window's first datagram */
 	bool sent;			/* handed to the current connection, reply pending */
 	bool was_sent;			/* handed to some connection before */
 	unsigned tries;			/* error replies so far */
@@ -104,6 +134,7 @@ const char *popt_str(enum popt o);
 /* options.c */
 int options_coalesce_config(const struct config *c, struct coalesce_config *cc);
 int options_socket_fd(const char *v);
+int options_split_listen(const char *v, char *host, size_t hostlen, unsigned *port, char *err, size_t errlen);
 
 /* input.c */
 int input_open(void);
@@ -126,10 +157,20 @@ int pub_start(void);
 void pub_kick(void);
 void pub_stop(void);
 bool pub_up(void);
+const char *pub_error(void);
+
+/* metrics.c */
+int metrics_check(const struct config *c, const char *path, config_error_fn *report, void *arg);
+int metrics_start(void);
+void metrics_stop(void);
 
 /* stats.c */
 bool ratelimit_pass(struct ratelimit *rl, uint64_t now_ms, uint64_t *suppressed);
 void stats_log(const char *why);
+size_t stats_collect(struct stats_row *rows);
+void stats_observe_latency(uint64_t ms);
+struct evbuffer;
+int stats_prometheus(struct evbuffer *out);
 int stats_start(void);
 void stats_reschedule(void);
 void stats_stop(void);

@@ -31,6 +31,7 @@ queue_push(struct queue *q, struct coalesce_event *ev)
 	memcpy(it->origin, ev->origin, sizeof it->origin);
 	it->payload = ev->payload;
 	it->len = ev->payload_len;
+	it->first_ms = ev->first_ms;
 	ev->payload = NULL;
 	it->prev = q->tail;
 	if (q->tail != NULL)

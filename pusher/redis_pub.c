@@ -28,6 +28,13 @@ pub_up(void)
 	return conn != NULL && redis_conn_is_up(conn);
 }
 
+/* Why publishes are not being sent ("connecting", the last loss's reason, or "stopped"). */
+const char *
+pub_error(void)
+{
+	return conn != NULL ? redis_conn_error(conn) : "stopped";
+}
+
 /* Marks every item sent on the dead connection as unsent, so it goes out again. */
 static void
 pub_rewind(void)
@@ -101,6 +108,7 @@ pub_on_reply(redisAsyncContext *ac, void *reply, void *priv)
 	    r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_INTEGER) {
 		pusher_counters.published++;
 		pusher_counters.subscribers += (uint64_t)r->element[1]->integer;
+		stats_observe_latency(pusher_now_ms() - it->first_ms);
 		log_debug("published %s to \"%s\" (%lld subscribers%s%s)", r->element[0]->str,
 		    it->channel, r->element[1]->integer, it->origin[0] ? ", origin " : "", it->origin);
 		queue_remove(&pusher_queue, it);

@@ -117,6 +117,7 @@ test_burst_one_event(void **state)
 	assert_string_equal(ev.user, "alice");
 	assert_string_equal(ev.origin, SESSION_A);
 	assert_int_equal(ev.notifications, 20);
+	assert_int_equal(ev.first_ms, 1000);	/* the window's first notification, for the latency */
 	assert_string_equal(json_string_value(json_object_get(j, "user")), "alice");
 	assert_string_equal(json_string_value(json_object_get(j, "origin")), SESSION_A);
 	assert_string_equal(joined(json_object_get(j, "events")), "FlagsSet,MailboxModseq,MessageRead");
