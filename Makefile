@@ -1,8 +1,16 @@
-# ssepush: plain GNU Makefile. `make`, `make run`, `make test`, `make bench`, `make clean`.
+# ssepush: plain GNU Makefile. `make`, `make run`, `make test`, `make bench`, `make clean`,
+# `make install`, `make uninstall`, `make conf`.
 # Knobs: SANITIZER=address (ASan+UBSan) or thread (TSan), WERROR=1, V=1, BUILD=dir,
-# CFLAGS/CPPFLAGS/LDFLAGS (the project's flags are appended to them), PREFIX, DESTDIR.
+# CFLAGS/CPPFLAGS/LDFLAGS (the project's flags are appended to them), and for install:
+# PREFIX, SBINDIR, DATADIR, MANDIR, DOCDIR, SYSCONFDIR, SYSTEMDUNITDIR, DESTDIR.
 
 PREFIX ?= /usr/local
+SBINDIR ?= $(PREFIX)/sbin
+DATADIR ?= $(PREFIX)/share
+MANDIR ?= $(DATADIR)/man
+DOCDIR ?= $(DATADIR)/doc/ssepush
+SYSCONFDIR ?= /etc
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 BUILD ?= build
 CC ?= cc
 PKGS := libmicrohttpd jansson hiredis libevent libjwt
@@ -51,12 +59,21 @@ LEAF_OBJ += $(BUILD)/broker/event.o $(BUILD)/broker/wheel.o $(BUILD)/broker/dire
 	$(BUILD)/broker/jobq.o
 # Served by the broker (broker/static.c), embedded at build time by broker/www/embed.sh.
 WWW := broker/www/ssepush.js broker/www/ssepush.mjs broker/www/demo.html
+# Man pages, built from man/*.in by $(BUILD)/mangen, which links the directive tables.
+MAN_SRC := $(wildcard man/*.in)
+MAN_PAGES := $(MAN_SRC:man/%.in=$(BUILD)/man/%)
+MANGEN_OBJ := $(BUILD)/man/mangen.o $(BUILD)/man/mangen_broker.o $(BUILD)/man/mangen_pusher.o \
+	$(BUILD)/broker/options.o $(BUILD)/pusher/options.o
+# Shipped by make install (and so by the .deb).
+CONFS := packaging/ssepush-broker.conf packaging/ssepush-pusher.conf
+UNITS := packaging/ssepush-broker.service packaging/ssepush-pusher.service
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 .SECONDARY: $(LEAF_OBJ)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all clean deps test-deps bench-deps run test unit functional browser install fuzz bench
-all: $(BUILD)/ssepush-broker $(BUILD)/ssepush-pusher
+.PHONY: all clean deps test-deps bench-deps run test unit functional browser install uninstall \
+	fuzz bench man conf
+all: $(BUILD)/ssepush-broker $(BUILD)/ssepush-pusher $(MAN_PAGES)
 
 # Rebuild everything when the flags change (e.g. SANITIZER on or off).
 $(BUILD)/.flags: FORCE
@@ -86,6 +103,27 @@ $(BUILD)/ssepush-broker: $(COMMON_SRC:%.c=$(BUILD)/%.o) $(BROKER_SRC:%.c=$(BUILD
 $(BUILD)/ssepush-pusher: $(COMMON_SRC:%.c=$(BUILD)/%.o) $(PUSHER_SRC:%.c=$(BUILD)/%.o)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(FINAL_LDFLAGS) $^ $(PUSHER_LIBS) -o $@
+
+$(BUILD)/mangen: $(MANGEN_OBJ) $(LEAF_OBJ)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(FINAL_LDFLAGS) $^ $(JANSSON_LIBS) -o $@
+
+$(BUILD)/man/ssepush-broker%: man/ssepush-broker%.in $(BUILD)/mangen
+	@$(if $(Q),echo "  MAN     $@")
+	$(Q)$(BUILD)/mangen broker <$< >$@.tmp && mv $@.tmp $@
+
+$(BUILD)/man/ssepush-pusher%: man/ssepush-pusher%.in $(BUILD)/mangen
+	@$(if $(Q),echo "  MAN     $@")
+	$(Q)$(BUILD)/mangen pusher <$< >$@.tmp && mv $@.tmp $@
+
+man: $(MAN_PAGES)
+
+# Regenerates the shipped configs from the directive tables ("-h"), keeping each
+# file's opening comment (up to its first blank line). tests/packaging.sh checks them.
+conf: $(BUILD)/ssepush-broker $(BUILD)/ssepush-pusher
+	@set -e; for d in broker pusher; do f=packaging/ssepush-$$d.conf; \
+		{ sed '/^$$/q' $$f; $(BUILD)/ssepush-$$d -h | sed -n '/^# /,$$p'; } >$$f.tmp; mv $$f.tmp $$f; \
+		echo "  GEN     $$f"; done
 
 $(BUILD)/tests/%: tests/unit/%.c $(LEAF_OBJ) $(BUILD)/.flags
 	@mkdir -p $(dir $@)
@@ -138,6 +176,8 @@ test: test-deps
 	@$(MAKE) --no-print-directory all unit
 	tests/callgraph.sh $(BUILD)
 	tests/packaging.sh $(BUILD)/ssepush-broker
+	tests/man.sh $(BUILD)/man $(BUILD)/ssepush-broker
+	+tests/install.sh $(BUILD)
 ifeq ($(SANITIZER),)
 	tests/flags.sh
 else
@@ -158,11 +198,47 @@ bench: bench-deps
 	@$(MAKE) --no-print-directory all $(BUILD)/loadgen
 	BUILD=$(abspath $(BUILD)) tests/bench/run.sh
 
+# Installs under DESTDIR+PREFIX (binaries in SBINDIR); the systemd units get the
+# installed paths. An existing config is never overwritten: when it differs from the
+# shipped one, the new one goes beside it as NAME.dist.
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/ssepush $(DESTDIR)$(PREFIX)/share/ssepush
-	install -m 755 $(BUILD)/ssepush-broker $(BUILD)/ssepush-pusher $(DESTDIR)$(PREFIX)/bin/
-	install -m 644 broker/www/ssepush.js broker/www/ssepush.mjs $(DESTDIR)$(PREFIX)/share/ssepush/
-	install -m 644 packaging/ssepush-broker.conf packaging/ssepush-pusher.conf $(DESTDIR)/etc/ssepush/
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(DATADIR)/ssepush $(DESTDIR)$(MANDIR)/man5 \
+		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(DOCDIR)/examples/nginx \
+		$(DESTDIR)$(DOCDIR)/examples/cyrus $(DESTDIR)$(SYSCONFDIR)/ssepush
+	install -m 755 $(BUILD)/ssepush-broker $(BUILD)/ssepush-pusher $(DESTDIR)$(SBINDIR)/
+	install -m 644 $(WWW) $(DESTDIR)$(DATADIR)/ssepush/
+	install -m 644 $(filter %.8,$(MAN_PAGES)) $(DESTDIR)$(MANDIR)/man8/
+	install -m 644 $(filter %.5,$(MAN_PAGES)) $(DESTDIR)$(MANDIR)/man5/
+	install -m 644 README.md $(DESTDIR)$(DOCDIR)/
+	install -m 644 packaging/nginx/*.conf $(DESTDIR)$(DOCDIR)/examples/nginx/
+	@set -e; for f in $(UNITS) packaging/cyrus/cyrus.conf packaging/cyrus/imapd.conf; do \
+		case $$f in *.service) d=$(DESTDIR)$(SYSTEMDUNITDIR);; *) d=$(DESTDIR)$(DOCDIR)/examples/cyrus;; esac; \
+		echo "sed (paths) $$f > $$d/$${f##*/}"; \
+		sed -e 's|/usr/sbin/|$(SBINDIR)/|g' -e 's|/etc/ssepush/|$(SYSCONFDIR)/ssepush/|g' $$f >$$d/$${f##*/}; \
+		chmod 644 $$d/$${f##*/}; done
+	@set -e; for f in $(CONFS); do dst=$(DESTDIR)$(SYSCONFDIR)/ssepush/$${f##*/}; \
+		if [ ! -e $$dst ]; then echo "install -m 644 $$f $$dst"; install -m 644 $$f $$dst; \
+		elif cmp -s $$f $$dst; then echo "$$dst: unchanged"; \
+		else install -m 644 $$f $$dst.dist; \
+			echo "$$dst: kept (it differs from the shipped one, now in $$dst.dist)"; fi; done
+
+# Removes what install put there; a config is removed only while it is the shipped one.
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/ssepush-broker $(DESTDIR)$(SBINDIR)/ssepush-pusher
+	rm -f $(addprefix $(DESTDIR)$(DATADIR)/ssepush/,$(notdir $(WWW)))
+	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man8/,$(notdir $(filter %.8,$(MAN_PAGES))))
+	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man5/,$(notdir $(filter %.5,$(MAN_PAGES))))
+	rm -f $(addprefix $(DESTDIR)$(SYSTEMDUNITDIR)/,$(notdir $(UNITS)))
+	rm -f $(DESTDIR)$(DOCDIR)/README.md $(DESTDIR)$(DOCDIR)/examples/nginx/*.conf \
+		$(DESTDIR)$(DOCDIR)/examples/cyrus/cyrus.conf $(DESTDIR)$(DOCDIR)/examples/cyrus/imapd.conf
+	@set -e; for f in $(CONFS); do dst=$(DESTDIR)$(SYSCONFDIR)/ssepush/$${f##*/}; \
+		rm -f $$dst.dist; \
+		if [ ! -e $$dst ]; then :; \
+		elif cmp -s $$f $$dst; then echo "rm -f $$dst"; rm -f $$dst; \
+		else echo "$$dst: kept (changed from the shipped one)"; fi; done
+	@rmdir $(DESTDIR)$(DOCDIR)/examples/nginx $(DESTDIR)$(DOCDIR)/examples/cyrus \
+		$(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) $(DESTDIR)$(DATADIR)/ssepush \
+		$(DESTDIR)$(SYSCONFDIR)/ssepush 2>/dev/null || true
 
 clean:
 	rm -rf $(BUILD)

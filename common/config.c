@@ -760,6 +760,86 @@ void config_print_defaults(const struct config_directive *table, size_t count, F
 	}
 }
 
+/* Writes text for a roff line: backslashes and hyphens escaped, a leading . or ' guarded. */
+static void config_fput_roff(const char *s, FILE *out)
+{
+	if (*s == '.' || *s == '\'')
+		fputs("\\&", out);
+	for (const char *p = s; *p != '\0'; p++) {
+		if (*p == '\\')
+			fputs("\\e", out);
+		else if (*p == '-')
+			fputs("\\-", out);
+		else
+			putc(*p, out);
+	}
+}
+
+/* Writes the type, bounds, default and reloadability of one directive as a roff sentence. */
+static void config_fput_man_describe(const struct config_directive *d, FILE *out)
+{
+	const char *def = d->def != NULL ? d->def : "";
+	char text[160] = "";
+
+	switch (d->type) {
+	case CONFIG_INT:
+		snprintf(text, sizeof text, "Integer, %lld to %lld", d->min, d->max);
+		break;
+	case CONFIG_BOOL:
+		snprintf(text, sizeof text, "Boolean, on or off");
+		break;
+	case CONFIG_SIZE:
+		snprintf(text, sizeof text, "Size in bytes, %lld to %lld, with an optional suffix k, m or g",
+		    d->min, d->max);
+		break;
+	case CONFIG_SECONDS:
+		snprintf(text, sizeof text, "Seconds, %lld to %lld, with an optional suffix s, m, h or d",
+		    d->min, d->max);
+		break;
+	case CONFIG_ENUM:
+		snprintf(text, sizeof text, "One of ");
+		break;
+	case CONFIG_STRING:
+		snprintf(text, sizeof text, "String, %lld to %lld bytes", d->min, d->max);
+		break;
+	}
+	config_fput_roff(text, out);
+	for (size_t k = 0; d->type == CONFIG_ENUM && d->choices != NULL && d->choices[k] != NULL; k++) {
+		fprintf(out, "%s\\fB", k > 0 ? ", " : "");
+		config_fput_roff(d->choices[k], out);
+		fputs("\\fR", out);
+	}
+	if (*def == '\0') {
+		fputs("; default: empty", out);
+	} else {
+		fputs("; default: \\fB", out);
+		config_fput_roff(def, out);
+		fputs("\\fR", out);
+	}
+	fprintf(out, "; %s.\n", d->reloadable ? "reloadable (SIGHUP)" : "a change needs a restart");
+}
+
+/*
+ * The directive list of a man page: one .TP paragraph per directive (its name in bold,
+ * the help, then type, bounds, default and reloadability), from the same table as
+ * config_print_defaults, so the page cannot drift from "-h".
+ */
+void config_print_man(const struct config_directive *table, size_t count, FILE *out)
+{
+	for (size_t i = 0; i < count; i++) {
+		const struct config_directive *d = &table[i];
+
+		fputs(".TP\n.B ", out);
+		config_fput_roff(d->name, out);
+		putc('\n', out);
+		if (d->help != NULL && *d->help != '\0') {
+			config_fput_roff(d->help, out);
+			fputs(d->help[strlen(d->help) - 1] == '.' ? "\n.br\n" : ".\n.br\n", out);
+		}
+		config_fput_man_describe(d, out);
+	}
+}
+
 /* Copies a string value into buf in config syntax, truncating safely. */
 static void config_format_string(const char *s, char *buf, size_t len)
 {

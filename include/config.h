@@ -104,6 +104,8 @@ int config_reload_check(const struct config *live, const struct config *fresh,
     config_error_fn *report, void *arg);
 /* Prints every directive with its default and help, as a commented config file. */
 void config_print_defaults(const struct config_directive *table, size_t count, FILE *out);
+/* Prints every directive as a roff .TP paragraph for a man page (name, help, type, default). */
+void config_print_man(const struct config_directive *table, size_t count, FILE *out);
 /* Formats the value of directive i as it would be written in a file. */
 void config_format(const struct config *c, int i, char *buf, size_t len);
 

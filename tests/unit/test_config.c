@@ -765,6 +765,33 @@ static void test_print_defaults_round_trip(void **state)
 	config_free(loaded);
 }
 
+/* print_man: one .TP paragraph per directive, roff-escaped, with type, default and reloadability. */
+static void test_print_man(void **state)
+{
+	char *text = NULL;
+	size_t len = 0, paragraphs = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	(void)state;
+	assert_non_null(f);
+	config_print_man(table, D_COUNT, f);
+	fclose(f);
+	assert_non_null(strstr(text, ".TP\n.B ping_interval\nSeconds between keep\\-alive pings.\n.br\n"
+	    "Seconds, 30 to 86400, with an optional suffix s, m, h or d; default: \\fB30s\\fR; "
+	    "reloadable (SIGHUP).\n"));
+	assert_non_null(strstr(text, ".B offset\nSigned offset.\n.br\nInteger, \\-100 to 100; default: "
+	    "\\fB\\-5\\fR; reloadable (SIGHUP).\n"));
+	assert_non_null(strstr(text, "One of \\fBnone\\fR, \\fBtoken\\fR, \\fBproxy\\fR; default: \\fBnone\\fR;"));
+	assert_non_null(strstr(text, "Boolean, on or off; default: \\fBoff\\fR;"));
+	assert_non_null(strstr(text, ".B motd\nGreeting, may be empty.\n.br\nString, 0 to 64 bytes; default: empty;"));
+	/* A backslash in a default is roff's \e, not an escape. */
+	assert_non_null(strstr(text, "default: \\fBsay \"hi\" # \\eo/\\fR;"));
+	for (const char *p = text; (p = strstr(p, ".TP\n.B ")) != NULL; p++)
+		paragraphs++;
+	assert_int_equal(paragraphs, D_COUNT);
+	free(text);
+}
+
 /* config_load: defaults, then argv, then the file, the command line winning; NULL on any error. */
 static void test_load_sequence(void **state)
 {
@@ -814,6 +841,7 @@ int main(void)
 		cmocka_unit_test(test_reload_check),
 		cmocka_unit_test(test_format),
 		cmocka_unit_test(test_print_defaults_round_trip),
+		cmocka_unit_test(test_print_man),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
