@@ -1,5 +1,5 @@
 # ssepush: plain GNU Makefile. `make`, `make run`, `make test`, `make bench`, `make clean`,
-# `make install`, `make uninstall`, `make conf`.
+# `make install`, `make uninstall`, `make deb`, `make conf`.
 # Knobs: SANITIZER=address (ASan+UBSan) or thread (TSan), WERROR=1, V=1, BUILD=dir,
 # CFLAGS/CPPFLAGS/LDFLAGS (the project's flags are appended to them), and for install:
 # PREFIX, SBINDIR, DATADIR, MANDIR, DOCDIR, SYSCONFDIR, SYSTEMDUNITDIR, DESTDIR.
@@ -71,8 +71,8 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 .SECONDARY: $(LEAF_OBJ)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all clean deps test-deps bench-deps run test unit functional browser install uninstall \
-	fuzz bench man conf
+.PHONY: all clean deps test-deps bench-deps deb-deps run test unit functional browser install uninstall \
+	fuzz bench man conf deb
 all: $(BUILD)/ssepush-broker $(BUILD)/ssepush-pusher $(MAN_PAGES)
 
 # Rebuild everything when the flags change (e.g. SANITIZER on or off).
@@ -139,6 +139,9 @@ bench-deps:
 test-deps:
 	@packaging/install-deps.sh test
 
+deb-deps:
+	@packaging/install-deps.sh deb
+
 run: deps
 	@$(MAKE) --no-print-directory all
 	exec $(BUILD)/ssepush-broker --demo on
@@ -170,8 +173,8 @@ functional: all
 browser: all
 	SSEPUSH_BROKER=$(abspath $(BUILD)/ssepush-broker) tests/browser/run.sh
 
-# tests/flags.sh builds without the sanitizer whatever SANITIZER says, so only the
-# plain make test runs it.
+# tests/flags.sh and tests/deb.sh build without the sanitizer whatever SANITIZER says,
+# so only the plain make test runs them (tests/deb.sh needs root and skips without it).
 test: test-deps
 	@$(MAKE) --no-print-directory all unit
 	tests/callgraph.sh $(BUILD)
@@ -180,8 +183,9 @@ test: test-deps
 	+tests/install.sh $(BUILD)
 ifeq ($(SANITIZER),)
 	tests/flags.sh
+	tests/deb.sh
 else
-	@echo "skip: tests/flags.sh (it builds without SANITIZER; make test without it runs it)"
+	@echo "skip: tests/flags.sh and tests/deb.sh (they build without SANITIZER; make test without it runs them)"
 endif
 	@$(MAKE) --no-print-directory functional
 	@$(MAKE) --no-print-directory browser
@@ -239,6 +243,12 @@ uninstall:
 	@rmdir $(DESTDIR)$(DOCDIR)/examples/nginx $(DESTDIR)$(DOCDIR)/examples/cyrus \
 		$(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) $(DESTDIR)$(DATADIR)/ssepush \
 		$(DESTDIR)$(SYSCONFDIR)/ssepush 2>/dev/null || true
+
+# The Debian package, built by dpkg-buildpackage from packaging/debian in a copy of
+# the tree: $(BUILD)/ssepush_<version>_<arch>.deb.
+deb: deb-deps
+	packaging/build-deb.sh $(BUILD)/deb
+	cp $(BUILD)/deb/ssepush_*.deb $(BUILD)/
 
 clean:
 	rm -rf $(BUILD)
