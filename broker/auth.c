@@ -361,6 +361,13 @@ auth_refuse(struct MHD_Connection *conn, const struct auth_result *r)
 	    "Bearer realm=\"ssepush\", error=\"invalid_token\"");
 }
 
+/* The trusted proxies' ranges (for conn.c's exemption); valid after auth_init. */
+const struct cidr_list *
+auth_trusted(void)
+{
+	return &auth.trusted;
+}
+
 /* Prometheus lines: one auth_failures_total series per reason. */
 void
 auth_metrics(FILE *f)

@@ -84,6 +84,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/socket.h>
 
 #include <microhttpd.h>
 
@@ -113,6 +114,7 @@ enum opt {
 	OPT_MAX_BATCH, OPT_CONNECTION_MEMORY, OPT_REQUEST_TIMEOUT,
 	OPT_TCP_KEEPALIVE, OPT_TCP_KEEPIDLE, OPT_TCP_KEEPINTVL, OPT_TCP_KEEPCNT,
 	OPT_LOG_LEVEL, OPT_REDIS, OPT_REDIS_PREFIX, OPT_REDIS_TIMEOUT, OPT_DEMO,
+	OPT_HEADER_TIMEOUT, OPT_MAX_PENDING_PER_ADDRESS,
 	OPT_COUNT
 };
 
@@ -141,6 +143,9 @@ struct counters {
 	atomic_ullong latency_count, latency_sum_us;
 	atomic_ullong latency_bucket[12];
 	atomic_ullong refused[REFUSE_COUNT];
+	atomic_ullong pending_refused;	/* connections closed at accept: too many pending */
+	atomic_ullong header_timeouts;	/* connections that did not finish a request within header_timeout */
+	atomic_ullong slow_readers;	/* streams cut: their socket took nothing for request_timeout */
 };
 #define COUNTERS_BUCKETS { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5 }
 
@@ -165,6 +170,7 @@ void counters_observe_latency(int64_t ns);
 const char *request_arg(struct MHD_Connection *conn, const char *name);
 size_t request_unescape(void *cls, struct MHD_Connection *conn, char *s);
 const char *request_framing_error(struct MHD_Connection *conn);
+bool request_head_fits(struct MHD_Connection *conn);
 
 /* reply.c */
 enum MHD_Result reply_json(struct MHD_Connection *conn, unsigned status, const char *body);
@@ -206,6 +212,18 @@ enum MHD_Result auth_refuse(struct MHD_Connection *conn, const struct auth_resul
 void auth_client_addr(struct MHD_Connection *conn, char *buf, size_t len);
 int auth_mint(const char *channel, const char *session, long long ttl, FILE *out);
 void auth_metrics(FILE *f);
+const struct cidr_list *auth_trusted(void);
+
+/* conn.c */
+struct cidr_list;
+void conn_init(const struct cidr_list *proxies);
+enum MHD_Result conn_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen);
+void conn_notify(void *cls, struct MHD_Connection *conn, void **socket_cls,
+    enum MHD_ConnectionNotificationCode toe);
+void conn_settled(struct MHD_Connection *conn);
+void conn_request_done(struct MHD_Connection *conn);
+enum MHD_Result conn_queue(struct MHD_Connection *conn, unsigned status, struct MHD_Response *r);
+void conn_expire(uint32_t now);
 
 /* watcher.c */
 struct stream;
@@ -235,8 +253,6 @@ enum MHD_Result http_access(void *cls, struct MHD_Connection *conn, const char *
     void **req_cls);
 void http_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     enum MHD_RequestTerminationCode toe);
-void http_connection(void *cls, struct MHD_Connection *conn, void **socket_cls,
-    enum MHD_ConnectionNotificationCode toe);
 
 /* shard.c */
 int shard_start_all(void);

@@ -59,6 +59,9 @@ http_access(void *cls, struct MHD_Connection *conn, const char *url, const char 
 	 * ambiguous framing is read as another request. */
 	if (*req_cls == NULL && (why = request_framing_error(conn)) != NULL)
 		return reply_error(conn, MHD_HTTP_BAD_REQUEST, why);
+	if (*req_cls == NULL && !request_head_fits(conn))
+		return reply_error(conn, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
+		    "request headers too large for connection_memory");
 	/*
 	 * libmicrohttpd 0.9.75 closes the connection after any response queued in the
 	 * first call (it stops reading the request). A GET has no body to wait for, so
@@ -108,8 +111,8 @@ http_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	enum req_kind *kind = *req_cls;
 
 	(void)cls;
-	(void)conn;
 	(void)toe;
+	conn_request_done(conn);	/* a kept-alive connection waits for its next request */
 	if (kind == NULL)
 		return;
 	if (*kind == REQ_STREAM)
@@ -117,18 +120,4 @@ http_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	else if (*kind == REQ_PUBLISH)
 		publish_free(kind);
 	*req_cls = NULL;	/* REQ_HEADERS: a static marker, nothing to free */
-}
-
-/* Counts open connections for /metrics. */
-void
-http_connection(void *cls, struct MHD_Connection *conn, void **socket_cls,
-    enum MHD_ConnectionNotificationCode toe)
-{
-	(void)cls;
-	(void)conn;
-	(void)socket_cls;
-	if (toe == MHD_CONNECTION_NOTIFY_STARTED)
-		atomic_fetch_add(&counters.connections, 1);
-	else
-		atomic_fetch_sub(&counters.connections, 1);
 }

@@ -290,9 +290,12 @@ main(int argc, char **argv)
 	init_random();
 	raise_nofile();
 	check_mhd_version();
+	if (auth_init(broker_config) == -1)
+		fatal("start-up failed");
+	conn_init(auth_trusted());
 	/* The one place that chooses the bus: nothing else asks which one is active. */
 	bus = *opt_str(OPT_REDIS) != '\0' ? &bus_redis : &bus_local;
-	if (auth_init(broker_config) == -1 || channel_table_init(bus->floor) == -1 ||
+	if (channel_table_init(bus->floor) == -1 ||
 	    bus->start() == -1 || watcher_start() == -1 || shard_start_all() == -1)
 		fatal("start-up failed");
 	log_info("ready: listening on %s", shard_listen_addr());

@@ -79,6 +79,9 @@ ops_metrics(struct MHD_Connection *conn)
 	auth_metrics(f);
 	ops_metric(f, "rejected_total", "counter", "Requests answered with an error status.", atomic_load(&counters.rejected));
 	ops_refused(f);
+	ops_metric(f, "pending_refused_total", "counter", "Connections closed at accept: too many not yet answered (max_pending_per_address, or the files streams need).", atomic_load(&counters.pending_refused));
+	ops_metric(f, "header_timeouts_total", "counter", "Connections closed because a request took longer than header_timeout.", atomic_load(&counters.header_timeouts));
+	ops_metric(f, "slow_readers_total", "counter", "Streams ended because their socket took nothing for request_timeout while data waited.", atomic_load(&counters.slow_readers));
 	bus->metrics(f);
 	ops_histogram(f);
 	fclose(f);

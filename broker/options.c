@@ -190,6 +190,10 @@ const struct config_directive broker_directives[OPT_COUNT] = {
 	    "prefix of every Redis key and pub/sub channel (several deployments can share one Redis)" },
 	[OPT_REDIS_TIMEOUT] = { "redis_timeout", CONFIG_INT, 100, 600000, "2000", NULL, false, NULL,
 	    "milliseconds the Redis link may take to connect or to answer a command (or confirm a subscription); past it the link is dropped, /healthz and publishes answer 503, and it reconnects" },
+	[OPT_HEADER_TIMEOUT] = { "header_timeout", CONFIG_SECONDS, 0, 3600, "15", NULL, true, NULL,
+	    "seconds a connection has to send a whole request (head and body), counted once, not per byte, from its accept or the end of its previous request; past it the connection is closed; 0 = no limit" },
+	[OPT_MAX_PENDING_PER_ADDRESS] = { "max_pending_per_address", CONFIG_INT, 1, 1000000, "64", NULL, true, NULL,
+	    "connections from one address that have not yet been answered or become a stream; beyond it a new one is closed at once (trusted_proxies are exempt)" },
 	[OPT_DEMO] = { "demo", CONFIG_BOOL, 0, 1, "off", NULL, true, NULL,
 	    "serve the demo page at / (a live event view and a publish form; /ssepush.js is always served)" },
 };

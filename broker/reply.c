@@ -35,7 +35,7 @@ reply_send(struct MHD_Connection *conn, unsigned status, const char *type, const
 	if (name != NULL)
 		MHD_add_response_header(r, name, value);
 	cors_headers(conn, r);
-	ret = MHD_queue_response(conn, status, r);
+	ret = conn_queue(conn, status, r);
 	MHD_destroy_response(r);
 	if (status >= 400)
 		atomic_fetch_add(&counters.rejected, 1);
@@ -124,7 +124,7 @@ reply_retry(struct MHD_Connection *conn, unsigned retry_ms, const char *why)
 	MHD_add_response_header(r, "X-Accel-Buffering", "no");
 	MHD_add_response_header(r, "Retry-After", BROKER_RETRY_AFTER);
 	cors_headers(conn, r);
-	ret = MHD_queue_response(conn, MHD_HTTP_OK, r);
+	ret = conn_queue(conn, MHD_HTTP_OK, r);
 	MHD_destroy_response(r);
 	return ret;
 }
@@ -153,7 +153,7 @@ reply_preflight(struct MHD_Connection *conn, bool events, bool publish)
 	    "Authorization, Last-Event-ID, X-Long-Poll" :
 	    "Authorization, Content-Type, X-Event, X-Session, X-Exclude-Session, X-Origin");
 	MHD_add_response_header(r, "Access-Control-Max-Age", REPLY_CORS_MAX_AGE);
-	ret = MHD_queue_response(conn, MHD_HTTP_NO_CONTENT, r);
+	ret = conn_queue(conn, MHD_HTTP_NO_CONTENT, r);
 	MHD_destroy_response(r);
 	return ret;
 }

@@ -103,7 +103,7 @@ shard_daemon(struct sockaddr_storage *ss, bool v6, bool serves_publish, size_t m
 	    MHD_USE_ITC | MHD_USE_TURBO | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
 	unsigned limit = (unsigned)opt(OPT_MAX_CONNECTIONS) + 64;
 
-	return MHD_start_daemon(flags, 0, NULL, NULL,
+	return MHD_start_daemon(flags, 0, conn_accept, NULL,
 	    http_access, serves_publish ? (void *)1 : NULL,
 	    MHD_OPTION_EXTERNAL_LOGGER, shard_mhd_log, NULL,	/* first, or MHD warns */
 	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)ss,
@@ -113,7 +113,7 @@ shard_daemon(struct sockaddr_storage *ss, bool v6, bool serves_publish, size_t m
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, memory,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opt(OPT_REQUEST_TIMEOUT),
 	    MHD_OPTION_NOTIFY_COMPLETED, http_completed, NULL,
-	    MHD_OPTION_NOTIFY_CONNECTION, http_connection, NULL,
+	    MHD_OPTION_NOTIFY_CONNECTION, conn_notify, NULL,
 	    MHD_OPTION_UNESCAPE_CALLBACK, request_unescape, NULL,
 	    MHD_OPTION_END);
 }

@@ -53,7 +53,7 @@ static_send(struct MHD_Connection *conn, const struct www_file *f, bool demo)
 	MHD_add_response_header(r, "Cache-Control", demo ? "no-cache" : STATIC_CACHE);
 	MHD_add_response_header(r, "ETag", f->etag);
 	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
-	ret = MHD_queue_response(conn, status, r);
+	ret = conn_queue(conn, status, r);
 	MHD_destroy_response(r);
 	return ret;
 }

@@ -26,6 +26,7 @@ enum { STREAM_SMALL_PREAMBLE = 1, STREAM_SMALL_RESET = 2, STREAM_SMALL_PING = 4 
 static const char *const stream_reset_reasons[] = { "unknown", "expired", "lagged", "unavailable" };
 
 static atomic_bool streams_ending;		/* SIGTERM: readers end their responses */
+static atomic_int streams_blocked;		/* streams with a direct rest their socket has not taken */
 static pthread_mutex_t grave_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct channel_member *grave;		/* dead streams nobody holds, under grave_lock */
 
@@ -81,6 +82,8 @@ stream_free(struct stream *s)
 		channel_put(s->ch);
 	event_unref(s->partial);
 	stream_replay_free(s);
+	if (direct_busy(&s->direct))
+		atomic_fetch_sub(&streams_blocked, 1);
 	direct_free(&s->direct);
 	free(s->session);
 	free(s->origins);
@@ -152,9 +155,15 @@ stream_push(struct stream *s, struct event *ev, uint64_t index)
 	    s->partial != NULL || s->replay != NULL || s->pending || s->closing ||
 	    s->cursor != index || ev->seq <= s->skip_until)
 		return false;
-	if (direct_chunk(&s->direct, s->fd, ev->frame, ev->len) == DIRECT_FAILED) {
+	switch (direct_chunk(&s->direct, s->fd, ev->frame, ev->len)) {
+	case DIRECT_FAILED:
 		s->closing = true;
 		return false;	/* the wake lets MHD end it */
+	case DIRECT_PENDING:
+		atomic_fetch_add(&streams_blocked, 1);	/* watched until the socket takes it */
+		break;
+	case DIRECT_SENT:
+		break;
 	}
 	s->cursor = index + 1;
 	s->last_send = clock_sec();
@@ -522,10 +531,17 @@ stream_flush(struct stream *s)
 {
 	enum direct_result r;
 
+	uint32_t off;
+
 	pthread_mutex_lock(&s->ch->lock);
 	if (!s->dead && direct_busy(&s->direct)) {
+		off = s->direct.off;
 		if ((r = direct_flush(&s->direct, s->fd)) == DIRECT_FAILED)
 			s->closing = true;
+		if (r != DIRECT_PENDING || s->direct.off != off)
+			s->last_send = clock_sec();	/* the socket took something */
+		if (!direct_busy(&s->direct))
+			atomic_fetch_sub(&streams_blocked, 1);
 		if (r != DIRECT_PENDING &&
 		    (s->wake_after_raw || s->closing || atomic_load(&streams_ending))) {
 			s->wake_after_raw = false;
@@ -551,6 +567,41 @@ stream_tick(struct stream *s, uint32_t now, uint32_t *due)
 	}
 	pthread_mutex_unlock(&s->ch->lock);
 	return alive;
+}
+
+/* Cuts a stream whose socket took nothing of its direct rest for the limit (ch->lock held). */
+static void
+stream_check_slow(struct channel *ch, void *arg)
+{
+	const uint32_t *now_limit = arg;
+	struct channel_member *m;
+	struct stream *s;
+
+	pthread_mutex_lock(&ch->lock);
+	for (m = ch->subs; m != NULL; m = m->next) {
+		s = stream_of_member(m);
+		if (direct_busy(&s->direct) && !s->closing && now_limit[0] - s->last_send >= now_limit[1]) {
+			s->closing = true;
+			atomic_fetch_add(&counters.slow_readers, 1);
+			stream_wake(s);
+		}
+	}
+	pthread_mutex_unlock(&ch->lock);
+}
+
+/*
+ * Ends the streams that have data waiting that their socket did not take for limit
+ * seconds (a reader that never reads: a zero receive window). A walk of the table, but
+ * only while some stream is blocked at all.
+ */
+void
+stream_cut_slow(uint32_t now, uint32_t limit)
+{
+	uint32_t arg[2] = { now, limit };
+
+	if (limit == 0 || atomic_load(&streams_blocked) == 0)
+		return;
+	channel_each(stream_check_slow, arg);
 }
 
 /* Wakes every stream of one channel so it ends; with force, even mid-chunk. */

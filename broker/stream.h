@@ -130,6 +130,8 @@ void stream_flush(struct stream *s);
 bool stream_tick(struct stream *s, uint32_t now, uint32_t *due);
 /* The libmicrohttpd content reader of every stream response. */
 ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max);
+/* The watcher's check: ends streams whose socket took nothing of waiting data for limit seconds. */
+void stream_cut_slow(uint32_t now, uint32_t limit);
 /* Resumes every stream so each ends its response (SIGTERM); with force, even mid-chunk. */
 void stream_end_all(bool force);
 

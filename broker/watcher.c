@@ -8,6 +8,7 @@
 #include "broker.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -19,6 +20,7 @@
 #include "wheel.h"
 
 #define WATCHER_EVENTS 256
+#define WATCHER_TRIM_DROP 1000		/* connections gone since the peak before memory is trimmed */
 
 static int epfd = -1, stopfd = -1;
 static pthread_t thread;
@@ -82,6 +84,7 @@ watcher_main(void *arg)
 {
 	struct epoll_event evs[WATCHER_EVENTS];
 	uint32_t last = clock_sec(), now;
+	unsigned long long peak = 0, conns;
 	int i, n;
 
 	(void)arg;
@@ -100,8 +103,19 @@ watcher_main(void *arg)
 		/* Catch up on missed seconds, at most one full turn of the wheel. */
 		if (now - last > WHEEL_SLOTS)
 			last = now - WHEEL_SLOTS;
-		while ((int32_t)(now - last) > 0)
+		while ((int32_t)(now - last) > 0) {
 			watcher_tick(++last);
+			stream_cut_slow(last, (uint32_t)opt(OPT_REQUEST_TIMEOUT));
+			/* After a flood of connections left, give their memory back to the system. */
+			conns = atomic_load(&counters.connections);
+			if (conns > peak)
+				peak = conns;
+			else if (peak - conns >= WATCHER_TRIM_DROP) {
+				malloc_trim(0);
+				peak = conns;
+			}
+		}
+		conn_expire(now);
 		channel_sweep(clock_ns() - (int64_t)opt(OPT_HISTORY_TTL) * 1000000000,
 		    (size_t)opt(OPT_HISTORY_SIZE));
 	}

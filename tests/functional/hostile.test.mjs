@@ -1,14 +1,24 @@
-// Hostile clients, part one: request-smuggling shapes (two Content-Length headers, a
+// Hostile clients: request-smuggling shapes (two Content-Length headers, a
 // length that is not plain digits, Content-Length with Transfer-Encoding, two
 // Transfer-Encoding headers) are refused with a JSON 400 and the connection closes,
 // nothing published; the broker's own event types (ping, reset, state) cannot be
 // published; a NUL in a single publish's data is refused as the batch form refuses it;
-// an oversized batch item is 413 like an oversized single publish.
+// an oversized batch item is 413 like an oversized single publish; slowloris clients from
+// several processes and addresses cannot fill the broker (max_pending_per_address,
+// header_timeout) while others are served; subscribers that never read are ended after
+// request_timeout; a request head near connection_memory gets a full answer or does not
+// run.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import {
-  startBroker, killAll, http, publish, assertJsonError, subscribeReady, waitFor,
+  startBroker, killAll, http, publish, publishOk, assertJsonError, subscribeReady, waitFor,
+  parseMetrics, spawnProcess, openStream, waitSubscribers,
 } from './lib.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
 
 after(killAll);
 
@@ -95,5 +105,122 @@ test('an oversized batch item is 413, as an oversized single publish', async () 
     assert.match(batch.json.error, /item 1: message too large/, batch.body);
     const st = await http(b.publishPort, '/stats/big');
     assert.equal(st.status, 404, `part of a refused batch was published: ${st.body}`);
+  } finally { await b.stop(); }
+});
+
+/** VmRSS of a process in KB. */
+function rssKb(pid) {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) : NaN;
+}
+
+/** A metric's value on a broker (0 when absent). */
+async function metric(b, name) {
+  const m = await http(b.publishPort, '/metrics');
+  const s = parseMetrics(m.body).find((x) => x.name === name && x.labels === '');
+  return s ? s.value : 0;
+}
+
+/** Runs slow-client.mjs; resolves its JSON summary. */
+function slowClient(port, addr, count, interval, duration) {
+  return new Promise((resolve, reject) => {
+    const p = spawnProcess(process.execPath, [path.join(here, 'slow-client.mjs'), String(port), addr, String(count), String(interval), String(duration)]);
+    p.exited(duration + 15000).then((x) => {
+      if (!x || x.code !== 0) return reject(new Error(`slow client ${addr}: ${JSON.stringify(x)} ${p.stderr()}`));
+      try { resolve(JSON.parse(p.stdout().trim().split('\n').pop())); } catch (e) { reject(new Error(`slow client ${addr}: ${p.stdout()} ${e.message}`)); }
+    });
+  });
+}
+
+test('slowloris from three addresses cannot fill the broker: pending connections are capped per address and closed after header_timeout; others are served throughout', { timeout: 60000 }, async () => {
+  const b = await startBroker(['--header_timeout', '3', '--max_pending_per_address', '20']);
+  try {
+    const base = rssKb(b.pid);
+    const attack = Promise.all(['127.0.0.2', '127.0.0.3', '127.0.0.4'].map((a) => slowClient(b.port, a, 1000, 1000, 8000)));
+    // While the attack runs (its connections opened within the first second).
+    await waitFor(async () => await metric(b, 'ssepush_pending_refused_total') > 0, 5000, 'connections beyond max_pending_per_address to be refused');
+    const health = await http(b.publishPort, '/healthz');
+    assert.equal(health.status, 200, `/healthz during the attack: ${health.status} ${health.body}`);
+    const s = await subscribeReady(b, 'victim');
+    const p = await publishOk(b, 'victim', 'still served');
+    await s.waitFor((x) => x.events().some((e) => e.id === p.id), undefined, 'the event during the attack');
+    const held = await metric(b, 'ssepush_connections');
+    assert.ok(held <= 3 * 20 + 5, `the broker holds ${held} connections during the attack (3 addresses x 20 pending allowed)`);
+    const peakRss = rssKb(b.pid);
+    const results = await attack;
+    for (const r of results) {
+      assert.equal(r.stillOpen, 0, `slowloris connections still open after 8 s with header_timeout 3: ${JSON.stringify(r)}`);
+      assert.ok(r.refusedEarly > 900, `most connections beyond the limit were not refused at once: ${JSON.stringify(r)}`);
+    }
+    const timeouts = await metric(b, 'ssepush_header_timeouts_total');
+    assert.ok(timeouts >= 60, `header_timeouts_total ${timeouts}: the 60 pending connections were not closed by the deadline`);
+    await waitFor(async () => await metric(b, 'ssepush_connections') <= 2, 5000, 'the attack connections to be gone');
+    const after = rssKb(b.pid);
+    assert.ok(after - base < 20000, `RSS grew from ${base} kB to ${after} kB (peak ${peakRss} kB) after the attack`);
+    console.log(`# slowloris: 3 x 1000 connections; held at most ${held}; refused at accept ${await metric(b, 'ssepush_pending_refused_total')}; closed by header_timeout ${timeouts}; RSS ${base} -> ${peakRss} -> ${after} kB`);
+    s.close();
+  } finally { await b.stop(); }
+});
+
+test('subscribers that never read are ended after request_timeout, and counted', { timeout: 60000 }, async () => {
+  const b = await startBroker(['--request_timeout', '2', '--max_message_size', '256k']);
+  const readers = [];
+  try {
+    // Five streams whose client stops reading at once: the receive window fills up.
+    for (let i = 0; i < 5; i++) {
+      const s = await openStream(b.port, `/events/stuck${i}`);
+      assert.equal(s.status, 200, s.describe());
+      s.socket.pause();
+      readers.push(s);
+    }
+    for (let i = 0; i < 5; i++) await waitSubscribers(b, `stuck${i}`, 1);
+    const big = 'x'.repeat(200 * 1024);
+    // Publish until a direct write to each is left half sent (the kernel buffers are full).
+    for (let round = 0; round < 200; round++) {
+      for (let i = 0; i < 5; i++) await publishOk(b, `stuck${i}`, big);
+      const st = await Promise.all([0, 1, 2, 3, 4].map((i) => http(b.publishPort, `/stats/stuck${i}`)));
+      if (round > 30 && st.every((x) => x.json && x.json.subscribers === 0)) break;
+      if (await metric(b, 'ssepush_slow_readers_total') >= 5) break;
+    }
+    await waitFor(async () => await metric(b, 'ssepush_slow_readers_total') >= 5, 15000, 'the five stuck streams to be ended');
+    for (let i = 0; i < 5; i++) await waitSubscribers(b, `stuck${i}`, 0, 5000);
+    // A reading subscriber is unaffected.
+    const ok = await subscribeReady(b, 'reader');
+    const p = await publishOk(b, 'reader', big);
+    await ok.waitFor((x) => x.events().some((e) => e.id === p.id), 10000, 'the big event for the reading subscriber');
+    ok.close();
+  } finally { for (const s of readers) s.close(); await b.stop(); }
+});
+
+test('a request head near connection_memory gets a full answer or is not executed, never run and then cut', { timeout: 60000 }, async () => {
+  const b = await startBroker();
+  try {
+    let answered = 0;
+    let refused = 0;
+    for (const cookie of [false, true]) {
+      for (let size = 1200; size < 4300; size += 13) {
+        const ch = `edge${cookie ? 'c' : 'h'}${size}`;
+        let hdrs = '';
+        if (cookie) hdrs = `Cookie: c=${'a'.repeat(size - 80)}\r\n`;
+        else {
+          while (hdrs.length + 120 < size) hdrs += `X-Pad-${hdrs.length}: ${'b'.repeat(90)}\r\n`;
+          hdrs += `X-Last: ${'c'.repeat(Math.max(1, size - hdrs.length - 60))}\r\n`;
+        }
+        const bytes = `POST /publish/${ch} HTTP/1.1\r\nHost: x\r\n${hdrs}Content-Length: 1\r\n\r\nz`;
+        let r = null;
+        try { r = await raw(b, bytes); } catch { r = null; }	// closed without an answer
+        const st = await http(b.publishPort, `/stats/${ch}`);
+        const published = st.status === 200 ? st.json.published : 0;
+        if (r && r.status === 200) {
+          answered++;
+          assert.equal(published, 1, `${bytes.length}-byte head answered 200 but published ${published}`);
+        } else {
+          refused++;
+          assert.equal(published, 0, `${bytes.length}-byte head (cookie ${cookie}) was published without a 200: ${r ? `${r.status} ${r.body}` : 'no answer'}`);
+          if (r) assert.equal(r.status, 431, `${bytes.length}-byte head: ${r.status}`);
+        }
+      }
+    }
+    assert.ok(answered > 50 && refused > 50, `answered ${answered}, refused ${refused}: the scan missed the edge`);
   } finally { await b.stop(); }
 });
