@@ -443,6 +443,7 @@ auth_token_alg(const char *tok, struct auth_result *r)
 {
 	jwt_t *j = NULL;
 	const char *alg;
+	char *crit;
 	int ret = 0;
 
 	if (jwt_decode(&j, tok, NULL, 0) != 0 || (alg = jwt_get_header(j, "alg")) == NULL)
@@ -453,6 +454,12 @@ auth_token_alg(const char *tok, struct auth_result *r)
 	else if (strcmp(alg, "HS256") != 0)
 		ret = auth_fail(r, AR_ALG, MHD_HTTP_UNAUTHORIZED,
 		    "token algorithm not accepted (HS256 required)");
+	else if ((crit = jwt_get_headers_json(j, "crit")) != NULL) {
+		/* RFC 7515 4.1.11: extensions named in crit must be understood; we know none. */
+		ret = auth_fail(r, AR_MALFORMED, MHD_HTTP_UNAUTHORIZED,
+		    "token header names critical extensions (crit) this broker does not support");
+		free(crit);
+	}
 	jwt_free(j);
 	return ret;
 }
@@ -495,6 +502,10 @@ auth_claims(json_t *claims, const char *channel, size_t len, struct auth_result 
 		return auth_fail(r, AR_CLAIMS, MHD_HTTP_UNAUTHORIZED, "token sid claim is not a valid session");
 	if (json_number_value(exp) + AUTH_CLOCK_SKEW <= now)
 		return auth_fail(r, AR_EXPIRED, MHD_HTTP_UNAUTHORIZED, "token expired");
+	/* exp: 1e300 must not mean "for ever": the lifetime left is capped. */
+	if (json_number_value(exp) - now > (double)opt(OPT_MAX_TOKEN_LIFETIME) + AUTH_CLOCK_SKEW)
+		return auth_fail(r, AR_CLAIMS, MHD_HTTP_UNAUTHORIZED,
+		    "token exp is further ahead than max_token_lifetime");
 	if (nbf != NULL && json_number_value(nbf) - AUTH_CLOCK_SKEW > now)
 		return auth_fail(r, AR_NOT_YET_VALID, MHD_HTTP_UNAUTHORIZED, "token not yet valid");
 	if ((named = auth_claims_channel(claims, channel, len)) == -1)
@@ -631,9 +642,9 @@ auth_mint(const char *channel, const char *session, long long ttl, FILE *out)
 
 	if (!names_channel_valid(channel, strlen(channel)) ||
 	    (session != NULL && !names_id_valid(session, strlen(session))) ||
-	    ttl < 1 || ttl > AUTH_TTL_MAX) {
-		fprintf(stderr, "ssepush-broker: --mint-token needs a valid channel, session and --ttl of 1 to %lld seconds\n",
-		    AUTH_TTL_MAX);
+	    ttl < 1 || ttl > AUTH_TTL_MAX || ttl > opt(OPT_MAX_TOKEN_LIFETIME)) {
+		fprintf(stderr, "ssepush-broker: --mint-token needs a valid channel, session and --ttl of 1 to %lld seconds (max_token_lifetime)\n",
+		    opt(OPT_MAX_TOKEN_LIFETIME) < AUTH_TTL_MAX ? opt(OPT_MAX_TOKEN_LIFETIME) : AUTH_TTL_MAX);
 		return -1;
 	}
 	if (auth.token_secret_len == 0) {

@@ -271,7 +271,10 @@ main(int argc, char **argv)
 		return 0;
 	}
 	if (mint_channel != NULL) {
-		int rc = mint_token();
+		int rc;
+
+		options_snapshot(broker_config);	/* max_token_lifetime bounds --ttl */
+		rc = mint_token();
 
 		auth_free();
 		config_free(broker_config);

@@ -194,6 +194,8 @@ const struct config_directive broker_directives[OPT_COUNT] = {
 	    "seconds a connection has to send a whole request (head and body), counted once, not per byte, from its accept or the end of its previous request; past it the connection is closed; 0 = no limit" },
 	[OPT_MAX_PENDING_PER_ADDRESS] = { "max_pending_per_address", CONFIG_INT, 1, 1000000, "64", NULL, true, NULL,
 	    "connections from one address that have not yet been answered or become a stream; beyond it a new one is closed at once (trusted_proxies are exempt)" },
+	[OPT_MAX_TOKEN_LIFETIME] = { "max_token_lifetime", CONFIG_SECONDS, 60, 31622400, "30d", NULL, true, NULL,
+	    "longest a subscriber token may still be valid: one whose exp lies further ahead is refused (so exp 1e300 is not for ever)" },
 	[OPT_DEMO] = { "demo", CONFIG_BOOL, 0, 1, "off", NULL, true, NULL,
 	    "serve the demo page at / (a live event view and a publish form; /ssepush.js is always served)" },
 };

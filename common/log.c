@@ -4,6 +4,8 @@
  */
 #include "log.h"
 
+#define LOG_REPORT_MAX 8192	/* bytes of one cleaned configuration error */
+
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -71,20 +73,50 @@ LOG_FN(log_warn, LOG_WARN)
 LOG_FN(log_info, LOG_INFO)
 LOG_FN(log_debug, LOG_DEBUG)
 
+/*
+ * A configuration error quotes the file's bytes (a line of random bytes, a name with
+ * escape sequences): control and non-ASCII bytes become \xNN, so a terminal or a log
+ * collector sees text only. Cut at dstlen.
+ */
+static const char *
+log_report_clean(char *dst, size_t dstlen, const char *src)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+
+	for (; *src != '\0' && o + 5 < dstlen; src++) {
+		unsigned char c = (unsigned char)*src;
+		if (c >= 0x20 && c < 0x7f) {
+			dst[o++] = (char)c;
+			continue;
+		}
+		dst[o++] = '\\';
+		dst[o++] = 'x';
+		dst[o++] = hex[c >> 4];
+		dst[o++] = hex[c & 15];
+	}
+	dst[o] = '\0';
+	return dst;
+}
+
 /* Prints one configuration error as is, before the log is set up (-n, start-up). */
 void
 log_report_stderr(void *arg, const char *msg)
 {
+	char clean[LOG_REPORT_MAX];
+
 	(void)arg;
-	fprintf(stderr, "%s\n", msg);
+	fprintf(stderr, "%s\n", log_report_clean(clean, sizeof clean, msg));
 }
 
 /* Logs one configuration error (a reload while running). */
 void
 log_report_error(void *arg, const char *msg)
 {
+	char clean[LOG_REPORT_MAX];
+
 	(void)arg;
-	log_error("%s", msg);
+	log_error("%s", log_report_clean(clean, sizeof clean, msg));
 }
 
 /* Logs and exits: for start-up failures and broken invariants only. */

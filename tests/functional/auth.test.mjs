@@ -364,3 +364,33 @@ test('CORS: allowed origins are echoed with credentials; preflight for publish a
   assert.equal(r.status, 405);
   assert.equal(r.headers['access-control-allow-origin'], undefined);
 });
+
+test('a token whose header names critical extensions (crit) is refused (RFC 7515 4.1.11)', async () => {
+  const tok = craft({ ...HS256, crit: ['exp-ext'], 'exp-ext': 1 }, { sub: 'crit', exp: now() + 600 });
+  const before = (await authFailures(b)).malformed || 0;
+  const r = await http(b.port, `/events/crit?token=${tok}`);
+  assertJsonError(r, 401, 'token with crit');
+  assert.match(r.json.error, /critical extensions/, r.body);
+  assert.equal((await authFailures(b)).malformed, before + 1, 'refusal not counted as malformed');
+  // The same token without crit is fine.
+  const ok = await openStream(b.port, `/events/crit?token=${craft(HS256, { sub: 'crit', exp: now() + 600 })}`);
+  assert.equal(ok.status, 200, ok.describe());
+  ok.close();
+});
+
+test('a token that claims to stay valid beyond max_token_lifetime is refused (exp 1e300 is not for ever)', async () => {
+  for (const exp of [1e300, now() + 31 * 86400]) {
+    const r = await http(b.port, `/events/forever?token=${craft(HS256, { sub: 'forever', exp })}`);
+    assertJsonError(r, 401, `exp ${exp}`);
+    assert.match(r.json.error, /max_token_lifetime/, r.body);
+  }
+  const ok = await openStream(b.port, `/events/forever?token=${craft(HS256, { sub: 'forever', exp: now() + 29 * 86400 })}`);
+  assert.equal(ok.status, 200, ok.describe());
+  ok.close();
+  // --mint-token stays within it too.
+  const m = await runBroker(['--mint-token', 'x', '--ttl', String(31 * 86400), '--token_secret', SECRET]);
+  assert.equal(m.code, 1, `minted a token beyond max_token_lifetime: ${m.stdout}`);
+  assert.match(m.stderr, /max_token_lifetime/, m.stderr);
+  const short = await runBroker(['--mint-token', 'x', '--ttl', '600', '--max_token_lifetime', '300', '--token_secret', SECRET]);
+  assert.equal(short.code, 1, 'a --ttl above a lowered max_token_lifetime was minted');
+});

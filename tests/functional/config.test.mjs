@@ -147,3 +147,11 @@ test('-h lists the directives with their defaults; -V prints a version', async (
   assert.equal(v.code, 0, v.stderr);
   assert.match(v.stdout + v.stderr, /\d+\.\d+/);
 });
+
+test('a config line of random bytes is reported escaped, never raw', async () => {
+  const p = writeConfig(Buffer.from([0x01, 0x02, 0xff, 0x1b, 0x5b, 0x33, 0x31, 0x6d, 0x20, 0x78, 0x0a]).toString('latin1'));
+  const r = await runBroker(['-n', '-f', p]);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /:1: unknown directive '\\x01\\x02\\x(ff|c3\\xbf)\\x1b\[31m'/, JSON.stringify(r.stderr));
+  assert.ok(!/[\x00-\x08\x0b-\x1f\x7f]/.test(r.stderr), `raw control bytes in the report: ${JSON.stringify(r.stderr)}`);
+});
