@@ -171,6 +171,8 @@ const char *request_arg(struct MHD_Connection *conn, const char *name);
 size_t request_unescape(void *cls, struct MHD_Connection *conn, char *s);
 const char *request_framing_error(struct MHD_Connection *conn);
 bool request_head_fits(struct MHD_Connection *conn);
+void request_check_lines(bool on);
+void *request_uri_log(void *cls, const char *uri, struct MHD_Connection *conn);
 
 /* reply.c */
 enum MHD_Result reply_json(struct MHD_Connection *conn, unsigned status, const char *body);
@@ -211,6 +213,7 @@ int auth_publisher(struct MHD_Connection *conn, struct auth_result *r);
 enum MHD_Result auth_refuse(struct MHD_Connection *conn, const struct auth_result *r);
 void auth_client_addr(struct MHD_Connection *conn, char *buf, size_t len);
 int auth_mint(const char *channel, const char *session, long long ttl, FILE *out);
+int auth_token_check(const char *tok, const char *channel, size_t len, struct auth_result *r);
 void auth_metrics(FILE *f);
 const struct cidr_list *auth_trusted(void);
 
@@ -243,6 +246,8 @@ void subscribe_completed(struct stream *s);
 enum MHD_Result publish_handle(struct MHD_Connection *conn, const char *url,
     const char *upload, size_t *upload_size, void **req_cls);
 void publish_free(void *state);
+typedef struct json_t json_t;
+unsigned publish_batch_parse(const char *body, size_t len, json_t **out, char *why, size_t whylen);
 
 /* ops.c */
 enum MHD_Result ops_handle(struct MHD_Connection *conn, const char *url);

@@ -55,6 +55,10 @@ http_access(void *cls, struct MHD_Connection *conn, const char *url, const char 
 		return publish_handle(conn, url, upload, upload_size, req_cls);	/* body chunk, or resumed */
 	if (*req_cls != NULL && *(enum req_kind *)*req_cls == REQ_STREAM)
 		return subscribe_resumed(conn, *req_cls);	/* the join answered */
+	if (*req_cls != NULL && *(enum req_kind *)*req_cls == REQ_BAD_LINE) {
+		*req_cls = NULL;
+		return reply_error(conn, MHD_HTTP_BAD_REQUEST, "NUL byte in the request line");
+	}
 	/* Refused in the first call, so the connection closes and nothing after the
 	 * ambiguous framing is read as another request. */
 	if (*req_cls == NULL && (why = request_framing_error(conn)) != NULL)

@@ -96,8 +96,10 @@ check_mhd_version(void)
 {
 	const char *v = MHD_get_version();
 
-	if (v != NULL && strcmp(v, BROKER_MHD_VERSION) == 0)
+	if (v != NULL && strcmp(v, BROKER_MHD_VERSION) == 0) {
+		request_check_lines(true);
 		return;
+	}
 	log_warn("libmicrohttpd %s is not %s, whose handling of suspended connections direct writes were checked against: direct writes are off",
 	    v != NULL ? v : "(unknown)", BROKER_MHD_VERSION);
 	subscribe_allow_direct(false);

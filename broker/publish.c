@@ -368,25 +368,42 @@ publish_batch_run(struct MHD_Connection *conn, struct publish_state *p, json_t *
 	return ret;
 }
 
+/*
+ * Parses and validates a batch body (no I/O, so a fuzzer can call it): 0 with the
+ * array (new reference) in *out, or the status (400, 413) with the reason in why.
+ */
+unsigned
+publish_batch_parse(const char *body, size_t len, json_t **out, char *why, size_t whylen)
+{
+	json_error_t jerr;
+	json_t *arr;
+	unsigned status;
+
+	*out = NULL;
+	if ((arr = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr)) == NULL) {
+		snprintf(why, whylen, "invalid JSON: %s", jerr.text);
+		return MHD_HTTP_BAD_REQUEST;
+	}
+	if ((status = publish_batch_check(arr, why, whylen)) != 0) {
+		json_decref(arr);
+		return status;
+	}
+	*out = arr;
+	return 0;
+}
+
 /* Parses and publishes a batch body, all or nothing at validation. */
 static enum MHD_Result
 publish_batch(struct MHD_Connection *conn, struct publish_state *p)
 {
-	json_error_t jerr;
 	json_t *arr;
 	char why[256];
 	enum MHD_Result ret;
 	unsigned status;
 
-	arr = json_loadb(p->body ? p->body : "", p->len, JSON_REJECT_DUPLICATES, &jerr);
-	if (arr == NULL) {
-		snprintf(why, sizeof why, "invalid JSON: %s", jerr.text);
-		return reply_error(conn, MHD_HTTP_BAD_REQUEST, why);
-	}
-	if ((status = publish_batch_check(arr, why, sizeof why)) != 0)
-		ret = reply_error(conn, status, why);
-	else
-		ret = publish_batch_run(conn, p, arr);
+	if ((status = publish_batch_parse(p->body ? p->body : "", p->len, &arr, why, sizeof why)) != 0)
+		return reply_error(conn, status, why);
+	ret = publish_batch_run(conn, p, arr);
 	json_decref(arr);
 	return ret;
 }

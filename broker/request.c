@@ -4,6 +4,7 @@
  * framing checks that refuse the request-smuggling shapes libmicrohttpd lets through.
  */
 #include "broker.h"
+#include "stream.h"
 
 #include <string.h>
 #include <strings.h>
@@ -33,6 +34,33 @@ request_framing_header(void *cls, enum MHD_ValueKind kind, const char *key, cons
 	} else if (strcasecmp(key, "Transfer-Encoding") == 0)
 		f->transfer_encodings++;
 	return MHD_YES;
+}
+
+static bool uri_check;			/* set once at start: the pinned libmicrohttpd */
+static enum req_kind bad_line = REQ_BAD_LINE;	/* the req_cls of a request whose line hid a NUL */
+
+/* Turns the request-line check on (only under the libmicrohttpd whose layout it knows). */
+void
+request_check_lines(bool on)
+{
+	uri_check = on;
+}
+
+/*
+ * libmicrohttpd's URI callback, called with the request line's URI before anything
+ * else: it returns the request's first req_cls. libmicrohttpd 0.9.75 cuts the line in
+ * place, writing a NUL over the space before "HTTP/"; a NUL the client put in the URI
+ * ends it earlier, and everything after would silently be dropped ("/events/a\0b" is
+ * /events/a). Such a request is marked, and refused with 400 (http.c).
+ */
+void *
+request_uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+	(void)cls;
+	(void)conn;
+	if (uri_check && strncmp(uri + strlen(uri) + 1, "HTTP/", 5) != 0)
+		return &bad_line;
+	return NULL;
 }
 
 /* Counts a request's headers. */

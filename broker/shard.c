@@ -115,6 +115,7 @@ shard_daemon(struct sockaddr_storage *ss, bool v6, bool serves_publish, size_t m
 	    MHD_OPTION_NOTIFY_COMPLETED, http_completed, NULL,
 	    MHD_OPTION_NOTIFY_CONNECTION, conn_notify, NULL,
 	    MHD_OPTION_UNESCAPE_CALLBACK, request_unescape, NULL,
+	    MHD_OPTION_URI_LOG_CALLBACK, request_uri_log, NULL,
 	    MHD_OPTION_END);
 }
 

@@ -63,6 +63,24 @@ test('request-smuggling shapes get a JSON 400 and close; nothing is published', 
   } finally { await b.stop(); }
 });
 
+test('a NUL byte in the request line is a 400, never a request for the name cut at it', async () => {
+  const b = await startBroker();
+  try {
+    for (const [what, bytes] of [
+      ['subscribe', 'GET /events/ab\0cd HTTP/1.1\r\nHost: x\r\n\r\n'],
+      ['publish', 'POST /publish/ab\0cd HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nz'],
+      ['query', 'GET /events/ab?session=s\0x HTTP/1.1\r\nHost: x\r\n\r\n'],
+    ]) {
+      const r = await raw(b, bytes);
+      assertJsonError(r, 400, `${what} with a NUL in the request line`);
+      assert.match(r.json.error, /NUL/, r.body);
+    }
+    const st = await http(b.publishPort, '/stats/ab');
+    assert.equal(st.status, 404, `the cut name was used: ${st.body}`);
+    assert.equal((await http(b.publishPort, '/healthz')).status, 200, 'plain requests still pass');
+  } finally { await b.stop(); }
+});
+
 test('the broker\'s own event types cannot be published (single and batch)', async () => {
   const b = await startBroker();
   try {
