@@ -23,6 +23,7 @@
 #include "cidr.h"
 #include "log.h"
 #include "names.h"
+#include "secret.h"
 
 #define AUTH_SECRET_MAX 1024		/* bytes of a secret, as the directives allow */
 #define AUTH_CLOCK_SKEW 30		/* seconds of leeway on exp and nbf between hosts */
@@ -87,59 +88,12 @@ auth_report(const struct config *c, const char *path, int i, config_error_fn *re
 	report(arg, line);
 }
 
-/*
- * Refuses a file holding a secret that others may read; warns when its group may.
- * Returns 0 or -1 with the reason in err.
- */
-static int
-auth_file_mode_ok(const char *file, char *err, size_t errlen)
-{
-	struct stat st;
-
-	if (stat(file, &st) == -1) {
-		snprintf(err, errlen, "%s: %s", file, strerror(errno));
-		return -1;
-	}
-	if (st.st_mode & (S_IROTH | S_IWOTH | S_IWGRP)) {
-		snprintf(err, errlen, "%s holds a secret but is %s by other users (mode %03o); chmod 600 it (or 640 for a dedicated group)",
-		    file, (st.st_mode & S_IROTH) ? "readable" : "writable", (unsigned)(st.st_mode & 0777));
-		return -1;
-	}
-	if (st.st_mode & S_IRGRP)
-		log_warn("%s holds a secret and is readable by its group (mode %03o): make sure only the broker is in it",
-		    file, (unsigned)(st.st_mode & 0777));
-	return 0;
-}
-
 /* Reads a one-line secret file (trailing CR/LF dropped); returns 0 or -1 with err. */
 static int
 auth_read_secret(const char *file, char *buf, size_t *len, char *err, size_t errlen)
 {
-	FILE *f;
-	size_t n;
-
-	if (auth_file_mode_ok(file, err, errlen) == -1)
-		return -1;
-	if ((f = fopen(file, "r")) == NULL) {
-		snprintf(err, errlen, "cannot open %s: %s", file, strerror(errno));
-		return -1;
-	}
-	n = fread(buf, 1, AUTH_SECRET_MAX + 1, f);
-	fclose(f);
-	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-		n--;
-	buf[n < AUTH_SECRET_MAX ? n : AUTH_SECRET_MAX] = '\0';
-	if (n > AUTH_SECRET_MAX || memchr(buf, '\0', n) != NULL || memchr(buf, '\n', n) != NULL) {
-		snprintf(err, errlen, "%s: the secret must be one line of at most %d bytes", file,
-		    AUTH_SECRET_MAX);
-		return -1;
-	}
-	if (n < BROKER_SECRET_MIN) {
-		snprintf(err, errlen, "%s: the secret needs at least %d bytes", file, BROKER_SECRET_MIN);
-		return -1;
-	}
-	*len = n;
-	return 0;
+	return secret_read_file(file, "the broker", buf, AUTH_SECRET_MAX, BROKER_SECRET_MIN, len,
+	    err, errlen);
 }
 
 /*
@@ -194,7 +148,7 @@ auth_check_config_file(const struct config *c, const char *path, config_error_fn
 
 	if (path == NULL || c->origin[i] != CONFIG_FILE || *config_str(c, i) == '\0')
 		return 0;
-	if (auth_file_mode_ok(path, err, sizeof err) == 0)
+	if (secret_file_mode_ok(path, "the broker", err, sizeof err) == 0)
 		return 0;
 	auth_report(c, path, i, report, arg, "%s (or move the secret to %s_file)", err,
 	    c->table[i].name);

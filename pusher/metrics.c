@@ -27,6 +27,7 @@
 #include <jansson.h>
 
 #include "log.h"
+#include "secret.h"
 #include "redis_conn.h"
 
 static struct evhttp *http;
@@ -55,59 +56,12 @@ metrics_report(const struct config *c, const char *path, int i, config_error_fn 
 	report(arg, line);
 }
 
-/*
- * Refuses a file holding a secret that others may read or that group or others may
- * write; warns when its group may read it. Returns 0, or -1 with the reason in err.
- */
-static int
-metrics_file_mode_ok(const char *file, char *err, size_t errlen)
-{
-	struct stat st;
-
-	if (stat(file, &st) == -1) {
-		snprintf(err, errlen, "%s: %s", file, strerror(errno));
-		return -1;
-	}
-	if (st.st_mode & (S_IROTH | S_IWOTH | S_IWGRP)) {
-		snprintf(err, errlen, "%s holds a secret but is %s by other users (mode %03o); chmod 600 it (or 640 for a dedicated group)",
-		    file, (st.st_mode & S_IROTH) ? "readable" : "writable", (unsigned)(st.st_mode & 0777));
-		return -1;
-	}
-	if (st.st_mode & S_IRGRP)
-		log_warn("%s holds a secret and is readable by its group (mode %03o): make sure only the pusher is in it",
-		    file, (unsigned)(st.st_mode & 0777));
-	return 0;
-}
-
 /* Reads a one-line secret file (a trailing CR/LF dropped) into secret; 0 or -1 with err. */
 static int
 metrics_read_secret(const char *file, char *err, size_t errlen)
 {
-	FILE *f;
-	size_t n;
-
-	if (metrics_file_mode_ok(file, err, errlen) == -1)
-		return -1;
-	if ((f = fopen(file, "r")) == NULL) {
-		snprintf(err, errlen, "cannot open %s: %s", file, strerror(errno));
-		return -1;
-	}
-	n = fread(secret, 1, PUSHER_SECRET_MAX + 1, f);
-	fclose(f);
-	while (n > 0 && (secret[n - 1] == '\n' || secret[n - 1] == '\r'))
-		n--;
-	secret[n] = '\0';
-	if (n > PUSHER_SECRET_MAX || memchr(secret, '\n', n) != NULL || strlen(secret) != n) {
-		snprintf(err, errlen, "%s must hold one line of at most %d bytes", file, PUSHER_SECRET_MAX);
-		return -1;
-	}
-	if (n < PUSHER_SECRET_MIN) {
-		snprintf(err, errlen, "the secret in %s needs at least %d bytes (try: openssl rand -base64 48)",
-		    file, PUSHER_SECRET_MIN);
-		return -1;
-	}
-	secret_len = n;
-	return 0;
+	return secret_read_file(file, "the pusher", secret, PUSHER_SECRET_MAX, PUSHER_SECRET_MIN,
+	    &secret_len, err, errlen);
 }
 
 /*
@@ -134,7 +88,7 @@ metrics_check(const struct config *c, const char *path, config_error_fn *report,
 	}
 	if (*inline_secret != '\0') {
 		if (c->origin[POPT_METRICS_SECRET] == CONFIG_FILE && path != NULL &&
-		    metrics_file_mode_ok(path, err, sizeof err) == -1) {
+		    secret_file_mode_ok(path, "the pusher", err, sizeof err) == -1) {
 			metrics_report(c, path, POPT_METRICS_SECRET, report, arg, "%s", err);
 			return 1;
 		}
