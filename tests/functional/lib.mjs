@@ -926,3 +926,14 @@ export function waitHealth(b, status, ms = WAIT) {
     return last.status === status ? last : null;
   }, ms, `/healthz on port ${b.publishPort} to answer ${status}`, () => `last: ${last ? `${last.status} ${last.body}` : 'none'}`, 25);
 }
+
+/** Stops streams, brokers and Redis (if it still runs), reporting the first failure after trying them all. */
+export async function stopAll(brokers, r, streams = []) {
+  for (const s of streams) s.close();
+  let err = null;
+  for (const b of brokers) {
+    try { await b.stop(); } catch (e) { err ||= e; }
+  }
+  if (r) { try { if (r.running()) await r.stop(); } catch (e) { err ||= e; } }
+  if (err) throw err;
+}

@@ -9,23 +9,12 @@ import assert from 'node:assert/strict';
 import {
   killAll, openStream, redisServer, startRedis, startRedisBroker, subscribe, subscribeReady, publish, publishOk,
   redisPublish, redisCommand, waitRedisCount, waitHealth, compareStreamIds, waitFor, http, sleep,
-  assertJsonError,
+  assertJsonError, stopAll,
 } from './lib.mjs';
 
 after(killAll);
 
 const RECOVER = 20000;	// reconnect backoff tops out at 5 s (plus jitter); a generous bound
-
-/** Stops brokers and Redis, reporting the first failure after trying them all. */
-async function stopAll(brokers, r, streams = []) {
-  for (const s of streams) s.close();
-  let err = null;
-  for (const b of brokers) {
-    try { await b.stop(); } catch (e) { err ||= e; }
-  }
-  if (r) { try { if (r.running()) await r.stop(); } catch (e) { err ||= e; } }
-  if (err) throw err;
-}
 
 /** Asserts a publish refused because Redis is down: 503, Retry-After, JSON error. */
 function assertDown503(p, what) {

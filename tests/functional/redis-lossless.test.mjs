@@ -13,23 +13,12 @@ import net from 'node:net';
 import {
   killAll, openStream, waitPreamble, startBroker, startRedis, startRedisBroker, subscribeReady,
   publish, publishOk, redisCommand, waitRedisCount, waitHealth, compareStreamIds, waitFor, http, sleep,
-  WAIT,
+  WAIT, stopAll,
 } from './lib.mjs';
 
 after(killAll);
 
 const RECOVER = 20000;	// reconnect backoff tops out at 5 s (plus jitter); a generous bound
-
-/** Stops brokers and Redis, reporting the first failure after trying them all. */
-async function stopAll(brokers, r, streams = []) {
-  for (const s of streams) s.close();
-  let err = null;
-  for (const b of brokers) {
-    try { await b.stop(); } catch (e) { err ||= e; }
-  }
-  if (r) { try { if (r.running()) await r.stop(); } catch (e) { err ||= e; } }
-  if (err) throw err;
-}
 
 /** A publish that never rejects: {status (0 on a client error), json, headers, body, error, start, end, ms}. */
 async function timedPublish(b, ch, data, timeout = WAIT) {

@@ -8,23 +8,12 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   killAll, startRedis, startRedisBroker, subscribe, subscribeReady, publishOk, redisPublish,
-  redisCommand, waitRedisCount, compareStreamIds, waitFor, http,
+  redisCommand, waitRedisCount, compareStreamIds, waitFor, http, stopAll,
 } from './lib.mjs';
 
 after(killAll);
 
 const STREAM_ID = /^\d+-\d+$/;
-
-/** Stops brokers and Redis, reporting the first failure after trying them all. */
-async function stopAll(brokers, r, streams = []) {
-  for (const s of streams) s.close();
-  let err = null;
-  for (const b of brokers) {
-    try { await b.stop(); } catch (e) { err ||= e; }
-  }
-  if (r) { try { await r.stop(); } catch (e) { err ||= e; } }
-  if (err) throw err;
-}
 
 /** [id, data] of a stream's events. */
 const idData = (s) => s.events().map((e) => [e.id, e.data]);
