@@ -8,7 +8,8 @@
  * events, recreates the EventSource itself (keeping the last event id in the URL, since
  * a new object does not send Last-Event-ID), notices sleep, falls back to long-poll
  * with fetch, surfaces `reset`, asks the application for a fresh token before each
- * reconnect, and can share one connection among the tabs of an origin.
+ * reconnect, stops on a refusal that retrying cannot fix (and says why), and can share
+ * one connection among the tabs of an origin.
  *
  * Classic script: <script src="/ssepush.js"></script> defines window.SsePush.
  * ES module: import SsePush from '/ssepush.mjs' (a thin wrapper around this file).
@@ -29,12 +30,13 @@
 		pingInterval: 300,	/* seconds assumed until the first ping says otherwise */
 		pingFactor: 1.2,	/* no event or ping for pingFactor x interval: dead */
 		pingSlack: 2000,	/* ms; the watchdog waits at least interval + this */
-		retryDelay: 30000,	/* ms before recreating a CLOSED connection */
+		retryDelay: 30000,	/* ms before the first retry of a failed connection */
 		retryMax: 300000,	/* ms; the delay doubles per failure up to this */
 		retryJitter: 0.5,	/* up to +50% random, so clients do not return together */
 		sleepCheck: 20000,	/* ms between sleep checks */
 		sleepThreshold: 90000,	/* ms a timer may be late before we call it sleep */
 		longPoll: false,	/* true: long-poll even where EventSource exists */
+		allTypes: false,	/* true: read the stream with fetch, so every event type arrives */
 		shared: false,		/* share one connection among this origin's tabs */
 		lastEventId: null,	/* resume after this id (e.g. kept by the application) */
 		token: null,		/* subscriber token, sent as ?token= */
@@ -48,10 +50,22 @@
 
 	function now() { return Date.now(); }
 
-	/* Incremental text/event-stream parser (for long-poll), as the HTML standard says. */
-	function SseParser(onFrame) {
+	/*
+	 * Whether an HTTP status refuses the request for good, so that asking again cannot
+	 * help: 204 (the HTML standard's "stop reconnecting") and every 4xx but 408 and 429.
+	 */
+	function permanent(status) {
+		return status === 204 || (status >= 400 && status < 500 && status !== 408 && status !== 429);
+	}
+
+	/*
+	 * Incremental text/event-stream parser (for the fetch transports), as the HTML
+	 * standard says: onFrame(type, data, id) per event, onRetry(ms) per valid retry: line.
+	 */
+	function SseParser(onFrame, onRetry) {
 		this.buf = '';
 		this.onFrame = onFrame;
+		this.onRetry = onRetry || null;
 		this.reset();
 	}
 	SseParser.prototype.reset = function () {
@@ -71,6 +85,14 @@
 			this.buf = this.buf.slice(m.index + m[0].length);
 			this.line(line);
 		}
+	};
+	/* The end of the response: an event without its blank line is dropped, as the standard says. */
+	SseParser.prototype.end = function () {
+		var line = this.buf;
+		this.buf = '';
+		if (line.charAt(line.length - 1) === '\r')
+			this.line(line.slice(0, -1));	/* a lone CR ended the last line */
+		this.reset();
 	};
 	SseParser.prototype.line = function (line) {
 		var i, name, value;
@@ -93,14 +115,19 @@
 			this.type = value;
 		else if (name === 'id' && value.indexOf('\0') < 0)
 			this.id = value;
+		else if (name === 'retry' && /^[0-9]+$/.test(value) && this.onRetry)
+			this.onRetry(parseInt(value, 10));
 	};
 
 	/**
 	 * new SsePush(url, options): connects at once to url (e.g. '/events/alice').
 	 * on(type, fn) / off(type, fn): fn({type, data, id}); type '*' sees every event.
-	 * onreset({reason, id}), onstate(state), onevent(event): optional callbacks.
-	 * state: 'connecting', 'open', 'waiting' (before a retry), 'closed' (close()).
-	 * close(): stops for good.
+	 * onreset({reason, id}), onstate(state, info), onevent(event), onerror(error):
+	 * optional callbacks.
+	 * state: 'connecting', 'open', 'waiting' (before a retry; info {delay, reason}),
+	 * 'failed' (refused for good; info = error = {status, reason}), 'closed' (close()).
+	 * start(): connects again now (after 'failed' or close(), or to skip a wait).
+	 * close(): stops until start().
 	 */
 	function SsePush(url, options) {
 		var k, self = this;
@@ -114,17 +141,21 @@
 		this.url = url;
 		this.state = 'connecting';
 		this.role = 'solo';		/* 'leader' or 'follower' when shared */
-		this.transport = this.options.longPoll || typeof EventSource === 'undefined' ? 'longpoll' : 'eventsource';
+		this.transport = SsePush._transport(this.options);
 		this.lastEventId = this.options.lastEventId || null;
 		this.connects = 0;		/* connections this object opened */
 		this.reconnects = [];		/* reasons, for the application's diagnostics */
+		this.error = null;		/* {status, reason} while 'failed' */
 		this.onreset = null;
 		this.onstate = null;
 		this.onevent = null;
+		this.onerror = null;
 		this._listeners = {};
 		this._types = {};
 		this._recent = [];
-		this._failures = 0;
+		this._failures = 0;		/* failed tries since a connection last opened */
+		this._retry = null;		/* ms: the last retry: of a fetch stream */
+		this._quick = false;		/* the one immediate reconnect was used */
 		this._gen = 0;
 		this._interval = this.options.ping === 0 ? 0 : this.options.ping > 0 ? this.options.ping : this.options.pingInterval;
 		this._token = this.options.token;
@@ -134,7 +165,22 @@
 		this._timers = {};
 		for (k = 0; k < this.options.types.length; k++)
 			this._types[this.options.types[k]] = true;
-		this._ononline = function () { if (self.role !== 'follower') self._reconnect('online', true); };
+		this._ononline = function () { if (self.role !== 'follower') self._reconnect('online'); };
+		this._begin();
+	}
+
+	/* Picks how to read the stream: EventSource, fetch streaming, or long-poll. */
+	SsePush._transport = function (o) {
+		var es = typeof EventSource !== 'undefined';
+		var stream = typeof fetch === 'function' && typeof ReadableStream === 'function' &&
+		    typeof TextDecoder === 'function';
+		if (o.longPoll || (!es && !(o.allTypes && stream)))
+			return 'longpoll';
+		return o.allTypes && stream ? 'fetch' : 'eventsource';
+	};
+
+	/* Joins the tab group or connects; the constructor's and start()'s common part. */
+	SsePush.prototype._begin = function () {
 		if (typeof addEventListener === 'function')
 			addEventListener('online', this._ononline);
 		this._sleepTick();
@@ -143,7 +189,7 @@
 			this._share();
 		else
 			this._connect();
-	}
+	};
 
 	/* Adds a listener for one event type ('*' for all; 'ping' and 'reset' too). */
 	SsePush.prototype.on = function (type, fn) {
@@ -166,23 +212,55 @@
 		return this;
 	};
 
-	/* Stops for good: closes the connection, leaves the tab group, clears timers. */
+	/* Stops: closes the connection, leaves the tab group, clears timers (start() resumes). */
 	SsePush.prototype.close = function () {
-		var t;
 		if (this._closed)
 			return;
 		this._closed = true;
 		this._stopTransport();
-		for (t in this._timers)
-			clearTimeout(this._timers[t]);
-		this._timers = {};
+		this._clearTimers();
 		if (typeof removeEventListener === 'function')
 			removeEventListener('online', this._ononline);
 		if (this._releaseLock)
 			this._releaseLock();
+		this._releaseLock = null;
 		if (this._bc)
 			this._bc.close();
+		this._bc = null;
+		this.role = 'solo';
 		this._setState('closed');
+	};
+
+	/*
+	 * Connects again now: after a refusal for good ('failed'), after close(), or while
+	 * waiting for a retry. The retry delays start again from retryDelay. A no-op while
+	 * connecting or open. In a follower tab it asks the leader tab to do it.
+	 */
+	SsePush.prototype.start = function () {
+		if (this._closed) {
+			this._closed = false;
+			this._failures = 0;
+			this._quick = false;
+			this.error = null;
+			this._setState('connecting');
+			this._begin();
+			return this;
+		}
+		if (this.role === 'follower') {
+			this._bc.postMessage({ kind: 'start' });
+			return this;
+		}
+		if (this.state !== 'failed' && this.state !== 'waiting')
+			return this;
+		if (this.state === 'failed')
+			this._sleepTick();
+		this._failures = 0;
+		this._quick = false;
+		this.error = null;
+		this._stopTransport();
+		this.reconnects.push('start');
+		this._connect();
+		return this;
 	};
 
 	SsePush.prototype._timer = function (name, ms, fn) {
@@ -194,10 +272,17 @@
 				return;
 			/* A timer far later than scheduled means the machine slept. */
 			if (now() - due > self.options.sleepThreshold)
-				self._reconnect('sleep', true);
+				self._reconnect('sleep');
 			else
 				fn();
 		}, ms);
+	};
+
+	SsePush.prototype._clearTimers = function () {
+		var t;
+		for (t in this._timers)
+			clearTimeout(this._timers[t]);
+		this._timers = {};
 	};
 
 	SsePush.prototype._sleepTick = function () {
@@ -205,14 +290,15 @@
 		this._timer('sleep', this.options.sleepCheck, function () { self._sleepTick(); });
 	};
 
-	SsePush.prototype._setState = function (state) {
-		if (this.state === state)
+	SsePush.prototype._setState = function (state, info) {
+		if (this.state === state && info === undefined)
 			return;
 		this.state = state;
+		this._info = info;
 		if (this.role === 'leader' && this._bc && !this._closed)
-			this._bc.postMessage({ kind: 'state', state: state });
+			this._bc.postMessage({ kind: 'state', state: state, info: info });
 		if (typeof this.onstate === 'function')
-			this.onstate(state);
+			this.onstate(state, info);
 	};
 
 	/* Builds the request URL: the application's query plus ours. */
@@ -235,13 +321,23 @@
 		return u.toString();
 	};
 
+	/* The fetch options of every request we make ourselves (the transports, the probe). */
+	SsePush.prototype._fetchInit = function (ctl) {
+		return {
+			headers: { Accept: 'text/event-stream' },
+			cache: 'no-store',
+			credentials: this.options.withCredentials ? 'include' : 'same-origin',
+			signal: ctl ? ctl.signal : undefined
+		};
+	};
+
 	/* Arms the dead-connection watchdog: 1.2 x the ping interval without a sign of life. */
 	SsePush.prototype._watch = function () {
 		var self = this, s = this._interval * 1000, o = this.options;
 		if (!(this._interval > 0) || this.role === 'follower')
 			return;
 		this._timer('watchdog', Math.max(s * o.pingFactor, s + o.pingSlack), function () {
-			self._reconnect('ping timeout', true);
+			self._reconnect('ping timeout');
 		});
 	};
 
@@ -269,10 +365,18 @@
 	SsePush.prototype._open = function (gen) {
 		this.connects++;
 		this._watch();
-		if (this.transport === 'longpoll')
-			this._poll(gen);
-		else
+		if (this.transport === 'eventsource')
 			this._openEventSource(gen);
+		else
+			this._poll(gen);
+	};
+
+	/* A connection got through: the retry delays start again from retryDelay. */
+	SsePush.prototype._opened = function () {
+		this._failures = 0;
+		this._quick = false;
+		this._setState('open');
+		this._watch();
 	};
 
 	SsePush.prototype._listen = function (es, type, gen) {
@@ -288,17 +392,14 @@
 		es = this._es = new EventSource(this._requestUrl(false),
 		    { withCredentials: !!this.options.withCredentials });
 		es.onopen = function () {
-			if (gen !== self._gen)
-				return;
-			self._failures = 0;
-			self._setState('open');
-			self._watch();
+			if (gen === self._gen)
+				self._opened();
 		};
 		es.onerror = function () {
 			if (gen !== self._gen)
 				return;
-			if (es.readyState === 2)	/* CLOSED: the browser gave up */
-				self._failed(gen, 'closed');
+			if (es.readyState === 2)	/* CLOSED: the browser gave up; ask why */
+				self._probe(gen);
 			else if (typeof self.options.getToken === 'function')
 				self._failed(gen, 'error');	/* reconnect ourselves with a fresh token */
 			else
@@ -312,50 +413,107 @@
 				this._listen(es, t, gen);
 	};
 
-	/* One long-poll request; the next one starts when it ends. */
-	SsePush.prototype._poll = function (gen) {
+	/*
+	 * EventSource does not say why it gave up (a 403 and a proxy's 502 look the same), so
+	 * the same request is made once with fetch: a refusal for good stops the client with
+	 * the status and the server's reason, anything else is retried with the delays.
+	 */
+	SsePush.prototype._probe = function (gen) {
 		var self = this, ctl = typeof AbortController === 'function' ? new AbortController() : null;
-		var parser = new SseParser(function (type, data, id) {
-			if (gen === self._gen)
-				self._frame(type, data, id);
-		});
+		if (this._es)
+			this._es.close();
+		this._es = null;
+		if (typeof fetch !== 'function')
+			return this._failed(gen, 'closed');
 		this._abort = ctl;
-		fetch(this._requestUrl(true), {
-			headers: { Accept: 'text/event-stream' },
-			cache: 'no-store',
-			credentials: this.options.withCredentials ? 'include' : 'same-origin',
-			signal: ctl ? ctl.signal : undefined
-		}).then(function (res) {
-			var reader, dec;
-			if (!res.ok)
-				throw new Error('HTTP ' + res.status);
+		fetch(this._requestUrl(false), this._fetchInit(ctl)).then(function (res) {
 			if (gen !== self._gen)
 				return;
-			self._failures = 0;
-			self._setState('open');
+			if (permanent(res.status))
+				return self._refused(gen, res);
+			if (ctl)
+				ctl.abort();	/* a stream after all, or a refusal for now */
+			self._failed(gen, 'closed');
+		}, function () { self._failed(gen, 'closed'); });
+	};
+
+	/* A refusal for good: reads the reason ({"error": "..."} from the broker) and stops. */
+	SsePush.prototype._refused = function (gen, res) {
+		var self = this;
+		return res.text().then(null, function () { return ''; }).then(function (text) {
+			var reason;
+			try {
+				reason = JSON.parse(text).error;
+			} catch (e) { /* not the broker's JSON */ }
+			if (typeof reason !== 'string' || reason === '')
+				reason = res.statusText || 'HTTP ' + res.status;
+			self._fail(gen, res.status, reason);
+		});
+	};
+
+	/*
+	 * One request of a fetch transport ('fetch': a stream; 'longpoll': one answer each).
+	 * After a response that opened, a `retry:` line in it (the broker's or nginx's
+	 * "refused for now") is the wait before the next request; long-poll asks again at
+	 * once after events; a stream waits its last `retry:` (as EventSource does), also
+	 * after a network error. A response that carried nothing, an HTTP error, or a network
+	 * error with no `retry:` known is a failed try (_failed); a refusal for good, _fail.
+	 */
+	SsePush.prototype._poll = function (gen) {
+		var self = this, ctl = typeof AbortController === 'function' ? new AbortController() : null;
+		var longpoll = this.transport === 'longpoll', got = false, retry = null, opened = false, net = true, done = false;
+		var parser = new SseParser(function (type, data, id) {
+			got = true;
+			if (gen === self._gen)
+				self._frame(type, data, id);
+		}, function (ms) {
+			retry = ms;
+			if (!longpoll)
+				self._retry = ms;
+		});
+		function next() {
+			var online = typeof navigator !== 'object' || navigator.onLine !== false;
+			if (done || gen !== self._gen || self._closed)
+				return;
+			done = true;
+			if (opened && retry !== null)
+				self._wait(gen, retry, 'retry');
+			else if (!longpoll && self._retry !== null && (opened || (net && online)))
+				self._wait(gen, self._retry, 'retry');
+			else if (opened && longpoll && got) {
+				self._watch();
+				self._poll(gen);
+			} else
+				self._failed(gen, 'closed');
+		}
+		this._abort = ctl;
+		fetch(this._requestUrl(longpoll), this._fetchInit(ctl)).then(function (res) {
+			var reader, dec;
+			net = false;
+			if (gen !== self._gen)
+				return;
+			if (permanent(res.status))
+				return self._refused(gen, res);
+			if (res.status !== 200 || !/^text\/event-stream/i.test(res.headers.get('Content-Type') || ''))
+				return next();
+			opened = true;
+			self._opened();
 			if (!res.body || !res.body.getReader || typeof TextDecoder !== 'function')
-				return res.text().then(function (text) { parser.feed(text + '\n\n'); });
+				return res.text().then(function (text) { parser.feed(text); parser.end(); }).then(next, next);
 			reader = res.body.getReader();
 			dec = new TextDecoder();
 			return (function pump() {
 				return reader.read().then(function (r) {
 					if (r.done) {
-						parser.feed(dec.decode() + '\n\n');
+						parser.feed(dec.decode());
+						parser.end();
 						return;
 					}
 					parser.feed(dec.decode(r.value, { stream: true }));
 					return pump();
 				});
-			})();
-		}).then(function () {
-			if (gen === self._gen && !self._closed) {
-				self._watch();
-				self._poll(gen);
-			}
-		}, function () {
-			if (gen === self._gen)
-				self._failed(gen, 'closed');
-		});
+			})().then(next, next);	/* ended, or broke after it opened: the same */
+		}, next).then(null, next);
 	};
 
 	SsePush.prototype._stopTransport = function () {
@@ -372,40 +530,67 @@
 		clearTimeout(this._timers.retry);
 	};
 
-	/* The connection failed: retry after retryDelay, doubled per failure, with jitter. */
-	SsePush.prototype._failed = function (gen, why) {
-		var self = this, o = this.options, d;
-		if (gen !== this._gen || this._closed)
+	/* Waits ms (state 'waiting', info {delay, reason}), then connects again. */
+	SsePush.prototype._wait = function (gen, ms, why) {
+		var self = this;
+		if (gen !== this._gen || this._closed || this.state === 'failed')
 			return;
 		this._stopTransport();
-		d = Math.min(o.retryMax, o.retryDelay * Math.pow(2, this._failures));
-		d = Math.min(o.retryMax, d * (1 + Math.random() * o.retryJitter));
-		this._failures++;
-		this._setState('waiting');
-		this._timer('retry', d, function () {
+		this._setState('waiting', { delay: ms, reason: why });
+		this._timer('retry', ms, function () {
 			self.reconnects.push(why);
 			self._connect();
 		});
 	};
 
 	/*
-	 * Drops the current connection and connects again: at once the first time, after the
-	 * growing retry delay when it keeps happening without a connection getting through.
+	 * A try failed: the next one after retryDelay, doubled per failure since a connection
+	 * last opened, up to retryMax, plus up to retryJitter.
 	 */
-	SsePush.prototype._reconnect = function (why, now_) {
+	SsePush.prototype._failed = function (gen, why) {
+		var o = this.options, d;
+		if (gen !== this._gen || this._closed || this.state === 'failed')
+			return;
+		d = Math.min(o.retryMax, o.retryDelay * Math.pow(2, this._failures));
+		d = Math.round(Math.min(o.retryMax, d * (1 + Math.random() * o.retryJitter)));
+		this._failures++;
+		this._wait(gen, d, why);
+	};
+
+	/* Refused for good: stops everything, reports {status, reason}; only start() resumes. */
+	SsePush.prototype._fail = function (gen, status, reason) {
+		if (gen !== this._gen || this._closed)
+			return;
+		this._stopTransport();
+		this._clearTimers();
+		this.error = { status: status, reason: reason };
+		this._setState('failed', { status: status, reason: reason });
+		if (typeof this.onerror === 'function')
+			this.onerror(this.error);
+	};
+
+	/*
+	 * Drops the current connection (dead, or the network came back, or the machine woke)
+	 * and connects again: at once the first time; when that one does not get through
+	 * either, after the retry delays of _failed (retryDelay first).
+	 */
+	SsePush.prototype._reconnect = function (why) {
+		if (this._closed || this.state === 'failed')
+			return;
 		if (why === 'sleep')
 			this._sleepTick();
-		if (this._closed || this.role === 'follower')
+		if (this.role === 'follower')
 			return;
-		if (why === 'sleep' || why === 'online')
+		if (why === 'sleep' || why === 'online') {
 			this._failures = 0;
-		if (now_ && this._failures === 0) {
+			this._quick = false;
+		}
+		if (!this._quick) {
+			this._quick = true;
 			this._stopTransport();
-			this._failures++;
 			this.reconnects.push(why);
 			this._connect();
 		} else {
-			this._failures = Math.max(this._failures, 1);
 			this._failed(this._gen, why);
 		}
 	};
@@ -475,18 +660,19 @@
 	/* Tab sharing: the tab holding the Web Lock connects and relays on a BroadcastChannel. */
 	SsePush.prototype._share = function () {
 		var self = this, key = 'ssepush:' + new URL(this.url, typeof location === 'object' ? location.href : undefined).toString();
+		var bc = this._bc = new BroadcastChannel(key);
 		this.role = 'follower';
-		this._bc = new BroadcastChannel(key);
-		this._bc.onmessage = function (m) { self._shared(m.data || {}); };
+		bc.onmessage = function (m) { self._shared(m.data || {}); };
 		navigator.locks.request(key, function () {
-			if (self._closed)
-				return;
+			if (self._closed || self._bc !== bc)
+				return;	/* closed (and maybe started again) while waiting: release */
 			self.role = 'leader';
-			self._bc.postMessage({ kind: 'leader' });
+			self.error = null;
+			bc.postMessage({ kind: 'leader' });
 			self._connect();
 			return new Promise(function (resolve) { self._releaseLock = resolve; });
 		});
-		this._bc.postMessage({ kind: 'hello', types: Object.keys(this._types) });
+		bc.postMessage({ kind: 'hello', types: Object.keys(this._types) });
 	};
 
 	SsePush.prototype._shared = function (m) {
@@ -494,9 +680,8 @@
 		if (this._closed)
 			return;
 		if (this.role === 'leader') {
-			if (m.kind === 'hello') {
-				this._bc.postMessage({ kind: 'state', state: this.state });
-			}
+			if (m.kind === 'hello')
+				this._bc.postMessage({ kind: 'state', state: this.state, info: this._info });
 			if (m.kind === 'hello' || m.kind === 'types') {
 				for (i = 0; i < (m.types || []).length; i++)
 					if (!this._types[m.types[i]]) {
@@ -505,14 +690,27 @@
 							this._listen(this._es, m.types[i], this._gen);
 					}
 			}
+			if (m.kind === 'start')
+				this.start();
 			return;
 		}
 		if (m.kind === 'leader')
 			this._bc.postMessage({ kind: 'types', types: Object.keys(this._types) });
 		else if (m.kind === 'state')
-			this._setState(m.state);
+			this._followState(m.state, m.info);
 		else if (m.kind === 'event' && !(m.id && this._seen(m.id) && m.type !== 'reset'))
 			this._deliver(m.type, m.data, m.id);
+	};
+
+	/* A follower tab takes the leader's state, and its refusal (error, onerror) too. */
+	SsePush.prototype._followState = function (state, info) {
+		var failed = state === 'failed' && info;
+		if (failed && this.state === 'failed')
+			return;
+		this.error = failed ? { status: info.status, reason: info.reason } : null;
+		this._setState(state, info);
+		if (failed && typeof this.onerror === 'function')
+			this.onerror(this.error);
 	};
 
 	SsePush.SseParser = SseParser;

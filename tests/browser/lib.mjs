@@ -1,13 +1,21 @@
 // Harness for the browser tests: Debian's chromium driven by playwright-core (its own
 // browser download is not used), a fresh profile in a private temp dir per browser,
-// test pages served under the broker's (or the relay's) origin by request interception
-// (so /ssepush.js, /events and /publish are the real broker's), and a TCP relay that can
-// turn into a NAT black hole. Brokers come from ../functional/lib.mjs. Waits are
-// bounded polls on observable state; nothing measures speed.
+// test pages served under the broker's (or the relay's, or nginx's) origin by request
+// interception (so /ssepush.js, /events and /publish are the real broker's), a TCP relay
+// that can turn into a NAT black hole, and the shipped nginx examples in front of a
+// broker. Brokers come from ../functional/lib.mjs. Waits are bounded polls on
+// observable state; nothing measures speed.
 
 import net from 'node:net';
+import httpServer from 'node:http';
+import path from 'node:path';
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { tempDir, waitFor, runProcess } from '../functional/lib.mjs';
+import {
+  tempDir, waitFor, runProcess, spawnProcess, freePort, http, parseMetrics, START_TIMEOUT, STOP_TIMEOUT,
+} from '../functional/lib.mjs';
 
 export * from '../functional/lib.mjs';
 
@@ -31,6 +39,22 @@ export async function launch() {
   return ctx;
 }
 
+/**
+ * Launches chromium headless as a browser in which newContext() gives independent
+ * contexts (own cookies, own clock), cheaper than a browser each; Playwright gives it
+ * a fresh temporary profile and removes it on close. Returns the Browser.
+ */
+export async function launchBrowser() {
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  contexts.add(browser);
+  return browser;
+}
+
 /** Closes every browser launched here. */
 export async function closeBrowsers() {
   for (const ctx of contexts) {
@@ -42,9 +66,12 @@ export async function closeBrowsers() {
 /**
  * Opens a tab at <origin>/t/<name>.html, a page that loads the real /ssepush.js from
  * that origin and runs `new SsePush(path, options)` as window.push, logging into
- * window.log ({type, id, data} per event, resets included), window.resets and
- * window.states. opts.init: a function run in the page before any script (e.g. to
- * delete EventSource). opts.page: reuse this page. Returns the page.
+ * window.log ({type, id, data} per event, resets included), window.resets,
+ * window.states, window.stateLog ({state, info, t} with t the page clock's Date.now())
+ * and window.failures (onerror's arguments). opts.init: a function run in the page
+ * before any script (e.g. to delete EventSource, or to set window.SSEPUSH_EXTRA: more
+ * options, such as functions, merged into options). opts.page: reuse this page.
+ * opts.script: more script run after the client is made. Returns the page.
  */
 export async function openClient(ctx, origin, path, options = {}, opts = {}) {
   const page = opts.page || await ctx.newPage();
@@ -52,12 +79,14 @@ export async function openClient(ctx, origin, path, options = {}, opts = {}) {
   const body = `<!doctype html><meta charset="utf-8"><title>${name}</title>
 <script src="/ssepush.js"></script>
 <script>
-window.log = []; window.resets = []; window.states = [];
-window.push = new SsePush(${JSON.stringify(path)}, ${JSON.stringify(options)});
-push.onstate = (s) => states.push(s);
+window.log = []; window.resets = []; window.states = []; window.stateLog = []; window.failures = [];
+window.push = new SsePush(${JSON.stringify(path)}, Object.assign(${JSON.stringify(options)}, window.SSEPUSH_EXTRA || {}));
+push.onstate = (s, info) => { states.push(s); stateLog.push({ state: s, info: info || null, t: Date.now() }); };
+push.onerror = (e) => failures.push(e);
 push.onreset = (r) => resets.push(r);
 push.on('*', (e) => log.push({ type: e.type, id: e.id, data: e.data }));
 for (const t of ${JSON.stringify(opts.types || [])}) push.on(t, () => {});
+${opts.script || ''}
 </script>`;
   await page.route(`${origin}/t/${name}.html`, (r) => r.fulfill({ contentType: 'text/html; charset=utf-8', body }));
   if (opts.init) await page.addInitScript(opts.init);
@@ -137,6 +166,135 @@ export async function startRelay(targetPort) {
       for (const p of pairs) { p.client.destroy(); p.upstream.destroy(); }
       pairs.clear();
       return new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/**
+ * Opens a tab at <origin>/t/<name>.html whose page uses the browser's own EventSource
+ * (no ssepush.js) on path, recording into window.seen: {type: 'open'|'error'|'message'
+ * or a listened type, state (readyState at that moment), data, id}. Returns the page.
+ */
+export async function openNative(ctx, origin, path, types = []) {
+  const page = await ctx.newPage();
+  const name = `native-${Math.random().toString(36).slice(2)}`;
+  const body = `<!doctype html><meta charset="utf-8"><title>${name}</title>
+<script>
+window.seen = [];
+window.es = new EventSource(${JSON.stringify(path)});
+const note = (type, e) => seen.push({ type, state: es.readyState, data: e ? e.data : null, id: e ? e.lastEventId : null });
+es.addEventListener('open', () => note('open'));
+es.addEventListener('error', () => note('error'));
+for (const t of ['message', ...${JSON.stringify(types)}]) es.addEventListener(t, (e) => note(t, e));
+</script>`;
+  await page.route(`${origin}/t/${name}.html`, (r) => r.fulfill({ contentType: 'text/html; charset=utf-8', body }));
+  page.on('pageerror', (e) => { page.errors = (page.errors || []).concat(String(e)); });
+  await page.goto(`${origin}/t/${name}.html`);
+  return page;
+}
+
+/** One sample of the broker's /metrics (name, and labels such as '{reason="x"}'), or 0. */
+export async function metric(b, name, labels = '') {
+  const r = await http(b.publishPort, '/metrics');
+  assert.equal(r.status, 200, `/metrics: ${r.status} ${r.body}`);
+  const s = parseMetrics(r.body).find((x) => x.name === name && (x.labels || '') === labels);
+  return s ? s.value : 0;
+}
+
+// ---------------------------------------------------------------------------
+// The shipped nginx examples (packaging/nginx/*.conf) in front of a broker in auth proxy
+// mode, with a tiny application as the auth backend, exactly as
+// ../functional/nginx.test.mjs runs them.
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const examples = path.resolve(here, '../../packaging/nginx');
+export const NGINX = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((p) => existsSync(p));
+
+/**
+ * Starts the application behind the examples on a free port: cookie
+ * "app_session=ok:<user>" logs <user> in, whose channel is its name; /push-auth answers
+ * nginx's auth_request, /push/... answers X-Accel-Redirect to /_ssepush/events/<user>
+ * with the query kept. Returns {port, log, close()}.
+ */
+export async function startApp() {
+  const log = [];
+  const userOf = (req) => {
+    const m = /(?:^|;\s*)app_session=ok:([a-z0-9-]+)/.exec(req.headers.cookie || '');
+    return m ? m[1] : null;
+  };
+  const server = httpServer.createServer((req, res) => {
+    const user = userOf(req);
+    log.push(`${req.method} ${req.url} user=${user}`);
+    if (req.url === '/push-auth') {
+      const m = /^\/events\/([^/?]+)/.exec(req.headers['x-original-uri'] || '');
+      res.writeHead(!user ? 401 : m && m[1] === user ? 200 : 403).end();
+      return;
+    }
+    if (req.url.startsWith('/push/')) {
+      if (!user) {
+        res.writeHead(401, { 'Content-Type': 'application/json' }).end('{"error":"log in first"}');
+        return;
+      }
+      const q = req.url.includes('?') ? req.url.slice(req.url.indexOf('?')) : '';
+      res.writeHead(200, { 'X-Accel-Redirect': `/_ssepush/events/${user}${q}` }).end();
+      return;
+    }
+    res.writeHead(404).end();
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return { port: server.address().port, log, close: () => new Promise((r) => server.close(() => r())) };
+}
+
+/**
+ * Starts nginx with one shipped example, templated: its listen, broker and application
+ * addresses replaced by this test's. nginx runs from its own prefix in a temp dir, in
+ * the foreground, and is stopped by pid. Returns {port, url, stop(), errorLog()}.
+ */
+export async function startNginx(example, brokerPort, appPort) {
+  assert.ok(NGINX, 'nginx not found: install Debian nginx-light (packaging/install-deps.sh test)');
+  const dir = tempDir();
+  const port = await freePort();
+  let site = readFileSync(path.join(examples, example), 'utf8');
+  for (const [from, to] of [['listen 80;', `listen 127.0.0.1:${port};`],
+    ['127.0.0.1:8080', `127.0.0.1:${brokerPort}`], ['127.0.0.1:8000', `127.0.0.1:${appPort}`]]) {
+    assert.ok(site.includes(from), `${example} no longer contains "${from}" (the test templates it)`);
+    site = site.split(from).join(to);
+  }
+  writeFileSync(path.join(dir, 'site.conf'), site);
+  const conf = path.join(dir, 'nginx.conf');
+  writeFileSync(conf, [
+    process.getuid && process.getuid() === 0 ? 'user root;' : '',
+    'worker_processes 1;',
+    `pid ${dir}/nginx.pid;`,
+    `error_log ${dir}/error.log info;`,
+    'events { worker_connections 256; }',
+    'http {',
+    `  access_log ${dir}/access.log;`,
+    `  client_body_temp_path ${dir}/client_body;`,
+    `  proxy_temp_path ${dir}/proxy;`,
+    `  fastcgi_temp_path ${dir}/fastcgi;`,
+    `  uwsgi_temp_path ${dir}/uwsgi;`,
+    `  scgi_temp_path ${dir}/scgi;`,
+    `  include ${dir}/site.conf;`,
+    '}', ''].join('\n'));
+  const p = spawnProcess(NGINX, ['-p', dir, '-c', conf, '-e', `${dir}/error.log`, '-g', 'daemon off;']);
+  const errorLog = () => { try { return readFileSync(`${dir}/error.log`, 'utf8'); } catch { return ''; } };
+  await waitFor(async () => {
+    if (p.exitInfo()) throw new Error(`nginx exited: ${JSON.stringify(p.exitInfo())}; ${p.stderr()} ${errorLog()}`);
+    return new Promise((resolve) => {
+      const sock = net.connect({ host: '127.0.0.1', port }, () => { sock.destroy(); resolve(true); });
+      sock.on('error', () => resolve(false));
+    });
+  }, START_TIMEOUT, `nginx (${example}) to accept on port ${port}`, () => `stderr: ${p.stderr()}\nerror.log: ${errorLog()}`);
+  return {
+    port,
+    url: `http://127.0.0.1:${port}`,
+    errorLog,
+    // (Polled: spawnProcess's exited() leaves its 10 s timer behind, which would keep
+    // the test process alive that long after its last test.)
+    stop: async () => {
+      p.kill('SIGTERM');
+      await waitFor(() => p.exitInfo(), STOP_TIMEOUT, `nginx pid ${p.pid} to exit after SIGTERM`);
     },
   };
 }
