@@ -7,130 +7,29 @@
 // prefix in a temp dir, on a free port, in the foreground, and is stopped by pid.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync, existsSync } from 'node:fs';
-import httpServer from 'node:http';
-import net from 'node:net';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { EventSource } from 'eventsource';
+import { NGINX, startApp, startNginx } from './nginx-lib.mjs';
 import {
   startBroker, killAll, http, openStream, waitPreamble, waitSubscribers, publishOk,
-  assertJsonError, tempDir, spawnProcess, waitFor, WAIT, START_TIMEOUT,
+  assertJsonError, waitFor, freePort, WAIT,
 } from './lib.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const examples = path.resolve(here, '../../packaging/nginx');
-const NGINX = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((p) => existsSync(p));
-
-// The application: cookie "app_session=ok:<user>" logs <user> in; a user's channel is
-// its name. /push-auth answers nginx's auth_request, /push/ answers X-Accel-Redirect.
-let app;
-let appPort;
-const appLog = [];
-
-/** The logged-in user of a request, or null. */
-function userOf(req) {
-  const m = /(?:^|;\s*)app_session=ok:([a-z0-9-]+)/.exec(req.headers.cookie || '');
-  return m ? m[1] : null;
-}
-
-function appHandler(req, res) {
-  const user = userOf(req);
-  appLog.push(`${req.method} ${req.url} user=${user}`);
-  if (req.url === '/push-auth') {
-    const m = /^\/events\/([^/?]+)/.exec(req.headers['x-original-uri'] || '');
-    const status = !user ? 401 : m && m[1] === user ? 200 : 403;
-    res.writeHead(status).end();
-    return;
-  }
-  if (req.url.startsWith('/push/')) {
-    if (!user) {
-      res.writeHead(401, { 'Content-Type': 'application/json' }).end('{"error":"log in first"}');
-      return;
-    }
-    const q = req.url.includes('?') ? req.url.slice(req.url.indexOf('?')) : '';
-    res.writeHead(200, { 'X-Accel-Redirect': `/_ssepush/events/${user}${q}` }).end();
-    return;
-  }
-  res.writeHead(404).end();
-}
-
-/** A port that was free a moment ago (nginx must be given a number). */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
-  });
-}
-
-/**
- * Starts nginx with one shipped example, templated: its listen, broker and application
- * addresses replaced by this test's. Returns {port, stop(), errorLog()}.
- */
-async function startNginx(example, brokerPort) {
-  const dir = tempDir();
-  const port = await freePort();
-  let site = readFileSync(path.join(examples, example), 'utf8');
-  for (const [from, to] of [['listen 80;', `listen 127.0.0.1:${port};`],
-    ['127.0.0.1:8080', `127.0.0.1:${brokerPort}`], ['127.0.0.1:8000', `127.0.0.1:${appPort}`]]) {
-    assert.ok(site.includes(from), `${example} no longer contains "${from}" (the test templates it)`);
-    site = site.split(from).join(to);
-  }
-  writeFileSync(path.join(dir, 'site.conf'), site);
-  const conf = path.join(dir, 'nginx.conf');
-  writeFileSync(conf, [
-    process.getuid && process.getuid() === 0 ? 'user root;' : '',
-    'worker_processes 1;',
-    `pid ${dir}/nginx.pid;`,
-    `error_log ${dir}/error.log info;`,
-    'events { worker_connections 256; }',
-    'http {',
-    `  access_log ${dir}/access.log;`,
-    `  client_body_temp_path ${dir}/client_body;`,
-    `  proxy_temp_path ${dir}/proxy;`,
-    `  fastcgi_temp_path ${dir}/fastcgi;`,
-    `  uwsgi_temp_path ${dir}/uwsgi;`,
-    `  scgi_temp_path ${dir}/scgi;`,
-    `  include ${dir}/site.conf;`,
-    '}', ''].join('\n'));
-  const p = spawnProcess(NGINX, ['-p', dir, '-c', conf, '-e', `${dir}/error.log`, '-g', 'daemon off;']);
-  const errorLog = () => { try { return readFileSync(`${dir}/error.log`, 'utf8'); } catch { return ''; } };
-  await waitFor(async () => {
-    if (p.exitInfo()) throw new Error(`nginx exited: ${JSON.stringify(p.exitInfo())}; ${p.stderr()} ${errorLog()}`);
-    return new Promise((resolve) => {
-      const s = net.connect({ host: '127.0.0.1', port }, () => { s.destroy(); resolve(true); });
-      s.on('error', () => resolve(false));
-    });
-  }, START_TIMEOUT, `nginx (${example}) to accept on port ${port}`, () => `stderr: ${p.stderr()}\nerror.log: ${errorLog()}`);
-  return {
-    port,
-    errorLog,
-    stop: async () => {
-      p.kill('SIGTERM');
-      const x = await p.exited();
-      assert.ok(x, `nginx pid ${p.pid} did not exit after SIGTERM`);
-    },
-  };
-}
-
 let b;
+let app;
 const nginx = {};
 before(async () => {
   assert.ok(NGINX, 'nginx not found: install Debian nginx-light (packaging/install-deps.sh test)');
-  app = httpServer.createServer(appHandler);
-  await new Promise((r) => app.listen(0, '127.0.0.1', r));
-  appPort = app.address().port;
+  app = await startApp();
   b = await startBroker(['--auth', 'proxy', '--trusted_proxies', '127.0.0.1', '--ping_min', '1']);
-  nginx.a = await startNginx('auth_request.conf', b.port);
-  nginx.b = await startNginx('x_accel_redirect.conf', b.port);
+  nginx.a = await startNginx('auth_request.conf', b.port, app.port);
+  nginx.b = await startNginx('x_accel_redirect.conf', b.port, app.port);
 });
 after(async () => {
   try {
     for (const n of Object.values(nginx)) await n.stop();
     if (b) await b.stop();
   } finally {
-    if (app) app.close();
+    if (app) await app.close();
     killAll();
   }
 });
@@ -204,7 +103,7 @@ for (const [name, key, pathFor] of patterns) {
     const port = await freePort();
     const args = ['--auth', 'proxy', '--trusted_proxies', '127.0.0.1', '--listen', `127.0.0.1:${port}`];
     let b2 = await startBroker(args);
-    const n = await startNginx(key === 'a' ? 'auth_request.conf' : 'x_accel_redirect.conf', port);
+    const n = await startNginx(key === 'a' ? 'auth_request.conf' : 'x_accel_redirect.conf', port, app.port);
     const user = `restart-${key}`;
     const url = `http://127.0.0.1:${n.port}${pathFor(user)}`;
     const headers = { Cookie: `app_session=ok:${user}` };
