@@ -71,6 +71,16 @@ export function writeConfig(text, name = 'ssepush-broker.conf') {
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /**
+ * Resolves with what p resolves to, or null after ms; the timer is cleared once p wins,
+ * so a bound that was not needed does not keep the test process alive.
+ */
+export function within(p, ms) {
+  let t;
+  const timeout = new Promise((r) => { t = setTimeout(() => r(null), ms); });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(t));
+}
+
+/**
  * Polls fn (sync or async) every `every` ms until it returns a truthy value, which is
  * returned; throws "timed out after N ms waiting for WHAT" (plus detail()) otherwise.
  */
@@ -195,7 +205,7 @@ export async function startBroker(args = [], opts = {}) {
   b.signal = (sig) => { if (!exitInfo) process.kill(child.pid, sig); };
 
   /** Resolves {code, signal} when the broker exits (or null after ms). */
-  b.exited = (ms = STOP_TIMEOUT) => Promise.race([exitPromise, sleep(ms).then(() => null)]);
+  b.exited = (ms = STOP_TIMEOUT) => within(exitPromise, ms);
 
   /**
    * SIGTERM, wait for exit; asserts exit code 0 and no sanitizer report in stderr.
@@ -272,7 +282,7 @@ export function spawnProcess(file, argv) {
     stdout: () => stdout,
     stderr: () => stderr,
     exitInfo: () => exitInfo,
-    exited: (ms = STOP_TIMEOUT) => Promise.race([done, sleep(ms).then(() => null)]),
+    exited: (ms = STOP_TIMEOUT) => within(done, ms),
     kill: (sig = 'SIGTERM') => { if (!exitInfo) process.kill(child.pid, sig); },
   };
 }
