@@ -149,22 +149,59 @@ run: deps
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
-# libFuzzer target for the notify parser (clang; not part of `make test`).
-# FUZZ_TIME seconds; the corpus grows in $(BUILD)/fuzz/corpus, seeded from the fixtures.
+# libFuzzer targets (clang), one per parser a peer controls: notify datagrams, the
+# request path and query, Last-Event-ID and Redis notifications, subscriber tokens,
+# batch bodies, the config file, the SSE framing round trip (tests/fuzz/README.md).
+# `make fuzz` (not part of `make test`) builds them all and runs each FUZZ_TIME seconds
+# (FUZZ_TARGETS picks some); a corpus grows in $(BUILD)/fuzz/<target>/, seeded from
+# tests/fuzz/corpus/<target>/ (notify: the Cyrus fixtures); what a run finds goes to
+# $(BUILD)/fuzz/artifacts/<target>/. `make fuzz-smoke` (in `make test`: about 15 s of
+# CPU, nearly all of it the clang build) runs each target once over its seeds only.
+# The broker's objects (but main.c and shard.c), the common ones and the notify parser
+# are built again with clang and the sanitizers into one archive, so that a target
+# links only what its parser needs. clang and the rest: packaging/deps.list's [test] group.
 FUZZ_CC ?= clang
-FUZZ_TIME ?= 120
-FUZZ_SRC := tests/fuzz/fuzz_notify.c pusher/notify.c pusher/coalesce.c common/names.c common/utf8.c
-$(BUILD)/fuzz/fuzz_notify: $(FUZZ_SRC) pusher/notify.h pusher/coalesce.h
-	@mkdir -p $(dir $@)
-	$(FUZZ_CC) -g -O1 -std=c11 -D_GNU_SOURCE $(WARN) -Iinclude -Ipusher \
-		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-		$(FUZZ_SRC) $(JANSSON_LIBS) -o $@
+FUZZ_TIME ?= 60
+FUZZ_TARGETS ?= notify request last_event_id token batch config sse
+FUZZ_DIR := $(BUILD)/fuzz
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS := -g -O1 -std=c11 -D_GNU_SOURCE $(WARN) -Iinclude -Ibroker -Ipusher $(FUZZ_SAN)
+# WERROR=1 makes the fuzzers' own warnings errors; the project's files keep gcc's verdict
+# (clang also warns where gcc does not).
+FUZZ_WERROR := $(if $(filter 1,$(WERROR)),-Werror)
+FUZZ_LIB_SRC := $(filter-out broker/main.c broker/shard.c,$(BROKER_SRC)) $(COMMON_SRC) \
+	pusher/notify.c pusher/coalesce.c
+FUZZ_LIB := $(FUZZ_DIR)/libssepush-fuzz.a
+# OpenSSL only signs the tokens fuzz_token builds itself (the broker signs with libjwt).
+FUZZ_LIBS = $(PKG_LIBS) $(shell pkg-config --libs libcrypto 2>/dev/null)
+FUZZ_BIN := $(FUZZ_TARGETS:%=$(FUZZ_DIR)/fuzz_%)
+.SECONDARY: $(FUZZ_LIB_SRC:%.c=$(FUZZ_DIR)/obj/%.o)
 
-fuzz: $(BUILD)/fuzz/fuzz_notify
-	@mkdir -p $(BUILD)/fuzz/corpus
-	cp -n tests/fixtures/cyrus-notify/*/*.bin $(BUILD)/fuzz/corpus/
-	$(BUILD)/fuzz/fuzz_notify -max_total_time=$(FUZZ_TIME) -max_len=70000 \
-		-artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus
+$(FUZZ_DIR)/.flags: FORCE
+	@mkdir -p $(FUZZ_DIR)
+	@echo '$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_WERROR) $(PKG_CFLAGS)' | cmp -s - $@ || \
+		echo '$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_WERROR) $(PKG_CFLAGS)' > $@
+
+$(FUZZ_DIR)/obj/%.o: %.c $(FUZZ_DIR)/.flags
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  FUZZCC  $<")
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link $(PKG_CFLAGS) -MMD -MP -c $< -o $@
+
+$(FUZZ_LIB): $(FUZZ_LIB_SRC:%.c=$(FUZZ_DIR)/obj/%.o)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB) $(FUZZ_DIR)/.flags
+	@$(if $(Q),echo "  FUZZLD  $@")
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_WERROR) -fsanitize=fuzzer $(PKG_CFLAGS) \
+		-MMD -MP -MT $@ -MF $@.d $< $(FUZZ_LIB) $(FUZZ_LIBS) -o $@
+
+fuzz: $(FUZZ_BIN)
+	tests/fuzz/run.sh $(FUZZ_DIR) $(FUZZ_TIME) $(FUZZ_TARGETS)
+
+.PHONY: fuzz-smoke
+fuzz-smoke: $(FUZZ_BIN)
+	tests/fuzz/run.sh --smoke $(FUZZ_DIR) 0 $(FUZZ_TARGETS)
 
 functional: all
 	SSEPUSH_BROKER=$(abspath $(BUILD)/ssepush-broker) SSEPUSH_PUSHER=$(abspath $(BUILD)/ssepush-pusher) \
@@ -177,6 +214,7 @@ browser: all
 # so only the plain make test runs them (tests/deb.sh needs root and skips without it).
 test: test-deps
 	@$(MAKE) --no-print-directory all unit
+	@$(MAKE) --no-print-directory fuzz-smoke
 	tests/callgraph.sh $(BUILD)
 	tests/packaging.sh $(BUILD)/ssepush-broker
 	tests/man.sh $(BUILD)/man $(BUILD)/ssepush-broker

@@ -381,7 +381,10 @@ publish_batch_parse(const char *body, size_t len, json_t **out, char *why, size_
 
 	*out = NULL;
 	if ((arr = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr)) == NULL) {
-		snprintf(why, whylen, "invalid JSON: %s", jerr.text);
+		char text[sizeof jerr.text * 4];
+
+		/* jansson quotes the offending bytes, maybe half a UTF-8 sequence. */
+		snprintf(why, whylen, "invalid JSON: %s", utf8_clean(text, sizeof text, jerr.text));
 		return MHD_HTTP_BAD_REQUEST;
 	}
 	if ((status = publish_batch_check(arr, why, whylen)) != 0) {

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "names.h"
+#include "utf8.h"
 
 #define REPLY_CORS_MAX_AGE "600"
 
@@ -66,11 +67,18 @@ reply_object(struct MHD_Connection *conn, unsigned status, json_t *o, const char
 	return ret;
 }
 
-/* {"error": msg}. */
+/*
+ * {"error": msg}. A reason may quote what the client sent (jansson's parse errors quote
+ * the offending bytes, which can be half a UTF-8 sequence): one that is not valid
+ * UTF-8 has its bytes above 0x7f written as \xNN, so the answer is still JSON, not a 500.
+ */
 enum MHD_Result
 reply_error(struct MHD_Connection *conn, unsigned status, const char *msg)
 {
-	return reply_object(conn, status, json_pack("{s:s}", "error", msg), NULL, NULL);
+	char clean[1024];
+
+	return reply_object(conn, status, json_pack("{s:s}", "error", utf8_clean(clean, sizeof clean,
+	    msg)), NULL, NULL);
 }
 
 /* 405 with the Allow header the client should have used. */

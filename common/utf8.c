@@ -1,6 +1,8 @@
 /* UTF-8 well-formedness, following the table in RFC 3629 section 4. */
 #include "utf8.h"
 
+#include <string.h>
+
 /* Returns the number of bytes of the sequence at p, or 0 if it is ill-formed. */
 static size_t
 utf8_seq(const unsigned char *p, size_t left)
@@ -49,4 +51,27 @@ utf8_valid(const char *s, size_t len)
 		i += n;
 	}
 	return true;
+}
+
+/* For reasons that quote a peer's bytes into a JSON answer. */
+const char *
+utf8_clean(char *dst, size_t dstlen, const char *src)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+	bool escape = !utf8_valid(src, strlen(src));
+
+	for (; *src != '\0' && o + 5 < dstlen; src++) {
+		unsigned char c = (unsigned char)*src;
+		if (c < 0x80 || !escape) {
+			dst[o++] = (char)c;
+			continue;
+		}
+		dst[o++] = '\\';
+		dst[o++] = 'x';
+		dst[o++] = hex[c >> 4];
+		dst[o++] = hex[c & 15];
+	}
+	dst[o] = '\0';
+	return dst;
 }

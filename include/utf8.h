@@ -8,4 +8,10 @@
 /* True when s[0..len) is well-formed UTF-8: no overlongs, surrogates or code points above U+10FFFF. */
 bool utf8_valid(const char *s, size_t len);
 
+/*
+ * Copies src into dst (dstlen bytes, cut there); when src is not valid UTF-8 every byte
+ * above 0x7f becomes \xNN, so the copy is always valid (ASCII then). Returns dst.
+ */
+const char *utf8_clean(char *dst, size_t dstlen, const char *src);
+
 #endif

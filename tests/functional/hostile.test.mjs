@@ -113,6 +113,15 @@ test('a NUL in a single publish\'s data is refused, as the batch form refuses \\
   } finally { await b.stop(); }
 });
 
+test('a batch whose JSON error quotes half a UTF-8 sequence gets a JSON 400, not a 500 (found by fuzz_batch)', async () => {
+  const b = await startBroker();
+  try {
+    const r = await http(b.publishPort, '/publish', { method: 'POST', body: Buffer.from('["\\\u00e9"]', 'utf8') });
+    assertJsonError(r, 400, 'invalid escape before a two-byte character');
+    assert.match(r.json.error, /invalid JSON: invalid escape/, r.body);
+  } finally { await b.stop(); }
+});
+
 test('an oversized batch item is 413, as an oversized single publish', async () => {
   const b = await startBroker(['--max_message_size', '1k']);
   try {
