@@ -177,10 +177,14 @@ FUZZ_LIBS = $(PKG_LIBS) $(shell pkg-config --libs libcrypto 2>/dev/null)
 FUZZ_BIN := $(FUZZ_TARGETS:%=$(FUZZ_DIR)/fuzz_%)
 .SECONDARY: $(FUZZ_LIB_SRC:%.c=$(FUZZ_DIR)/obj/%.o)
 
+# Rebuild the objects when their flags change, the fuzzers also when WERROR does.
 $(FUZZ_DIR)/.flags: FORCE
 	@mkdir -p $(FUZZ_DIR)
-	@echo '$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_WERROR) $(PKG_CFLAGS)' | cmp -s - $@ || \
-		echo '$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_WERROR) $(PKG_CFLAGS)' > $@
+	@echo '$(FUZZ_CC) $(FUZZ_CFLAGS) $(PKG_CFLAGS)' | cmp -s - $@ || \
+		echo '$(FUZZ_CC) $(FUZZ_CFLAGS) $(PKG_CFLAGS)' > $@
+$(FUZZ_DIR)/.ldflags: FORCE
+	@mkdir -p $(FUZZ_DIR)
+	@echo '$(FUZZ_WERROR) $(FUZZ_LIBS)' | cmp -s - $@ || echo '$(FUZZ_WERROR) $(FUZZ_LIBS)' > $@
 
 $(FUZZ_DIR)/obj/%.o: %.c $(FUZZ_DIR)/.flags
 	@mkdir -p $(dir $@)
@@ -191,7 +195,7 @@ $(FUZZ_LIB): $(FUZZ_LIB_SRC:%.c=$(FUZZ_DIR)/obj/%.o)
 	@$(if $(Q),echo "  AR      $@")
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB) $(FUZZ_DIR)/.flags
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB) $(FUZZ_DIR)/.flags $(FUZZ_DIR)/.ldflags
 	@$(if $(Q),echo "  FUZZLD  $@")
 	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_WERROR) -fsanitize=fuzzer $(PKG_CFLAGS) \
 		-MMD -MP -MT $@ -MF $@.d $< $(FUZZ_LIB) $(FUZZ_LIBS) -o $@
