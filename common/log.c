@@ -3,6 +3,7 @@
  * interleave, and escaping of untrusted bytes. Owns nothing but the current level.
  */
 #include "log.h"
+#include "utf8.h"
 
 #define LOG_REPORT_MAX 8192	/* bytes of one cleaned configuration error */
 
@@ -81,22 +82,7 @@ LOG_FN(log_debug, LOG_DEBUG)
 static const char *
 log_report_clean(char *dst, size_t dstlen, const char *src)
 {
-	static const char hex[] = "0123456789abcdef";
-	size_t o = 0;
-
-	for (; *src != '\0' && o + 5 < dstlen; src++) {
-		unsigned char c = (unsigned char)*src;
-		if (c >= 0x20 && c < 0x7f) {
-			dst[o++] = (char)c;
-			continue;
-		}
-		dst[o++] = '\\';
-		dst[o++] = 'x';
-		dst[o++] = hex[c >> 4];
-		dst[o++] = hex[c & 15];
-	}
-	dst[o] = '\0';
-	return dst;
+	return utf8_escape(dst, dstlen, src, 0x20, 0x7e);
 }
 
 /* Prints one configuration error as is, before the log is set up (-n, start-up). */

@@ -53,17 +53,16 @@ utf8_valid(const char *s, size_t len)
 	return true;
 }
 
-/* For reasons that quote a peer's bytes into a JSON answer. */
+/* Copies src, writing every byte outside [lo, hi] as \xNN; cut at dstlen. */
 const char *
-utf8_clean(char *dst, size_t dstlen, const char *src)
+utf8_escape(char *dst, size_t dstlen, const char *src, unsigned char lo, unsigned char hi)
 {
 	static const char hex[] = "0123456789abcdef";
 	size_t o = 0;
-	bool escape = !utf8_valid(src, strlen(src));
 
 	for (; *src != '\0' && o + 5 < dstlen; src++) {
 		unsigned char c = (unsigned char)*src;
-		if (c < 0x80 || !escape) {
+		if (c >= lo && c <= hi) {
 			dst[o++] = (char)c;
 			continue;
 		}
@@ -74,4 +73,11 @@ utf8_clean(char *dst, size_t dstlen, const char *src)
 	}
 	dst[o] = '\0';
 	return dst;
+}
+
+/* For reasons that quote a peer's bytes into a JSON answer. */
+const char *
+utf8_clean(char *dst, size_t dstlen, const char *src)
+{
+	return utf8_escape(dst, dstlen, src, 0x01, utf8_valid(src, strlen(src)) ? 0xff : 0x7f);
 }

@@ -13,5 +13,8 @@ bool utf8_valid(const char *s, size_t len);
  * above 0x7f becomes \xNN, so the copy is always valid (ASCII then). Returns dst.
  */
 const char *utf8_clean(char *dst, size_t dstlen, const char *src);
+/* Copies src into dst (dstlen bytes, cut there), every byte outside [lo, hi] as \xNN. */
+const char *utf8_escape(char *dst, size_t dstlen, const char *src, unsigned char lo,
+    unsigned char hi);
 
 #endif
