@@ -4,8 +4,11 @@
  * becomes a stream. A pending connection must finish its request (head and body)
  * within header_timeout, counted once, not per byte, or the watcher shuts its socket
  * down; at most max_pending_per_address of them may come from one address (trusted
- * proxies exempt), and all of them together never eat into the files max_connections
- * streams need. That keeps slowloris-style clients from filling the process's files.
+ * proxies exempt), and all of them together take at most half of the files that no
+ * settled connection holds, never less than what max_connections streams leave over.
+ * That keeps slowloris-style clients from filling the process's files, and still lets
+ * a reconnect storm through: every client of a restarted broker is pending at once,
+ * and a fixed reserve (the file limit minus max_connections) refused most of them.
  * Per-connection state is a slot indexed by the socket, so a settled stream costs
  * nothing here.
  */
@@ -35,8 +38,10 @@ static pthread_mutex_t conn_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct conn_slot slots[CONN_SLOTS];	/* under conn_lock */
 static uint16_t pending_by_bucket[CONN_BUCKETS];	/* under conn_lock */
 static unsigned pending_total;			/* under conn_lock */
+static unsigned open_total;			/* connections in slots, under conn_lock */
 static int max_fd;				/* highest slot in use, under conn_lock */
-static unsigned pending_cap;			/* set once at start */
+static unsigned pending_cap;			/* set once at start: the floor of the cap */
+static unsigned file_budget;			/* set once at start: files connections may use */
 static uint64_t hash_key;			/* set once at start */
 static const struct cidr_list *trusted;		/* set once at start: exempt peers */
 
@@ -50,6 +55,7 @@ conn_init(const struct cidr_list *proxies)
 
 	trusted = proxies;
 	pending_cap = cap < 256 ? 256 : cap > 1000000 ? 1000000 : (unsigned)cap;
+	file_budget = nofile - 64 < 256 ? 256 : nofile - 64 > 4000000 ? 4000000 : (unsigned)(nofile - 64);
 	hash_key = (uint64_t)clock_ns() * 0x9e3779b97f4a7c15ULL ^ (uint64_t)random();
 }
 
@@ -88,7 +94,10 @@ conn_exempt(const struct sockaddr *sa)
 static bool
 conn_room(uint16_t bucket)
 {
-	return pending_total < pending_cap &&
+	unsigned settled = open_total - pending_total;
+	unsigned spare = file_budget > settled ? (file_budget - settled) / 2 : 0;
+
+	return pending_total < (spare > pending_cap ? spare : pending_cap) &&
 	    pending_by_bucket[bucket] < (unsigned)opt(OPT_MAX_PENDING_PER_ADDRESS);
 }
 
@@ -168,6 +177,8 @@ conn_notify(void *cls, struct MHD_Connection *conn, void **socket_cls,
 	s = &slots[fd];
 	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
 		ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+		if (s->conn == NULL)
+			open_total++;
 		s->conn = conn;
 		s->pending = false;
 		s->bucket = conn_bucket(ci != NULL ? ci->client_addr : NULL);
@@ -178,6 +189,7 @@ conn_notify(void *cls, struct MHD_Connection *conn, void **socket_cls,
 	} else if (s->conn == conn) {
 		conn_settle_slot(s);
 		s->conn = NULL;
+		open_total--;
 	}
 	pthread_mutex_unlock(&conn_lock);
 }

@@ -192,7 +192,7 @@ const struct config_directive broker_directives[OPT_COUNT] = {
 	    "milliseconds the Redis link may take to connect or to answer a command (or confirm a subscription); past it the link is dropped, /healthz and publishes answer 503, and it reconnects" },
 	[OPT_HEADER_TIMEOUT] = { "header_timeout", CONFIG_SECONDS, 0, 3600, "15", NULL, true, NULL,
 	    "seconds a connection has to send a whole request (head and body), counted once, not per byte, from its accept or the end of its previous request; past it the connection is closed; 0 = no limit" },
-	[OPT_MAX_PENDING_PER_ADDRESS] = { "max_pending_per_address", CONFIG_INT, 1, 1000000, "64", NULL, true, NULL,
+	[OPT_MAX_PENDING_PER_ADDRESS] = { "max_pending_per_address", CONFIG_INT, 1, 1000000, "1024", NULL, true, NULL,
 	    "connections from one address that have not yet been answered or become a stream; beyond it a new one is closed at once (trusted_proxies are exempt)" },
 	[OPT_MAX_TOKEN_LIFETIME] = { "max_token_lifetime", CONFIG_SECONDS, 60, 31622400, "30d", NULL, true, NULL,
 	    "longest a subscriber token may still be valid: one whose exp lies further ahead is refused (so exp 1e300 is not for ever)" },

@@ -21,6 +21,7 @@
 
 #define WATCHER_EVENTS 256
 #define WATCHER_TRIM_DROP 1000		/* connections gone since the peak before memory is trimmed */
+#define WATCHER_SWEEP_NS 250000000	/* channel_sweep() runs this often (its slice size assumes it) */
 
 static int epfd = -1, stopfd = -1;
 static pthread_t thread;
@@ -78,13 +79,20 @@ watcher_tick(uint32_t now)
 	pthread_mutex_unlock(&wheel_lock);
 }
 
-/* The thread: wait up to a quarter second for socket events, then run the due timers. */
+/*
+ * The thread: wait up to a quarter second for socket events, then run the due timers.
+ * The timers run by the clock, not per wake-up: every new stream wakes the watcher once
+ * (its socket is registered writable, edge triggered), and a connection flood used to
+ * run a table sweep and a scan of every connection slot per wake-up, holding the locks
+ * that each accept and subscribe take.
+ */
 static void *
 watcher_main(void *arg)
 {
 	struct epoll_event evs[WATCHER_EVENTS];
 	uint32_t last = clock_sec(), now;
 	unsigned long long peak = 0, conns;
+	int64_t next_sweep = 0, t;
 	int i, n;
 
 	(void)arg;
@@ -103,6 +111,8 @@ watcher_main(void *arg)
 		/* Catch up on missed seconds, at most one full turn of the wheel. */
 		if (now - last > WHEEL_SLOTS)
 			last = now - WHEEL_SLOTS;
+		if ((int32_t)(now - last) > 0)
+			conn_expire(now);	/* deadlines are whole seconds */
 		while ((int32_t)(now - last) > 0) {
 			watcher_tick(++last);
 			stream_cut_slow(last, (uint32_t)opt(OPT_REQUEST_TIMEOUT));
@@ -115,9 +125,12 @@ watcher_main(void *arg)
 				peak = conns;
 			}
 		}
-		conn_expire(now);
-		channel_sweep(clock_ns() - (int64_t)opt(OPT_HISTORY_TTL) * 1000000000,
-		    (size_t)opt(OPT_HISTORY_SIZE));
+		t = clock_ns();
+		if (t >= next_sweep) {
+			next_sweep = t + WATCHER_SWEEP_NS;
+			channel_sweep(t - (int64_t)opt(OPT_HISTORY_TTL) * 1000000000,
+			    (size_t)opt(OPT_HISTORY_SIZE));
+		}
 	}
 }
 
