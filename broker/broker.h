@@ -22,7 +22,8 @@
  *    access handler (http.c and below), the content reader stream_read() and the
  *    request-completed callback for them.
  *  - the watcher (watcher.c): one thread with an epoll set of every stream's socket
- *    (EPOLLRDHUP | EPOLLOUT, edge triggered, registered once). Owns the ping wheel
+ *    (EPOLLRDHUP, edge triggered, registered once; EPOLLOUT added by a MOD from the
+ *    first direct write that leaves a rest, under ch->lock). Owns the ping wheel
  *    (under wheel_lock); sees hang-ups of suspended streams (MHD does not watch them),
  *    finishes the rest of direct writes, fires pings, sweeps the channel table a slice
  *    at a time and frees dead streams (stream_reap) between two epoll waits, when no
@@ -233,6 +234,7 @@ struct stream;
 int watcher_start(void);
 void watcher_stop(void);
 int watcher_watch(struct stream *s);
+void watcher_want_room(struct stream *s);
 void watcher_forget(struct stream *s);
 
 /* subscribe.c */

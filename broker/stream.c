@@ -161,6 +161,7 @@ stream_push(struct stream *s, struct event *ev, uint64_t index)
 		return false;	/* the wake lets MHD end it */
 	case DIRECT_PENDING:
 		atomic_fetch_add(&streams_blocked, 1);	/* watched until the socket takes it */
+		watcher_want_room(s);
 		break;
 	case DIRECT_SENT:
 		break;

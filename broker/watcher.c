@@ -30,14 +30,16 @@ static pthread_mutex_t wheel_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct wheel wheel;		/* under wheel_lock */
 
 /*
- * Starts watching a new stream: its socket for hang-ups and for room to finish a
- * direct write (registered once, edge triggered, so suspending costs no syscall) and
- * its ping deadline. Returns 0, or -1 (nothing left registered).
+ * Starts watching a new stream: its socket for hang-ups (edge triggered, registered
+ * once, so suspending costs no syscall) and its ping deadline. Room to finish a direct
+ * write is asked for only once a write leaves a rest (watcher_want_room): a socket
+ * registered writable reports so at once, which woke this thread for every new stream.
+ * Returns 0, or -1 (nothing left registered).
  */
 int
 watcher_watch(struct stream *s)
 {
-	struct epoll_event ev = { .events = EPOLLRDHUP | EPOLLOUT | EPOLLET, .data.ptr = s };
+	struct epoll_event ev = { .events = EPOLLRDHUP | EPOLLET, .data.ptr = s };
 
 	if (s->fd >= 0 && epoll_ctl(epfd, EPOLL_CTL_ADD, s->fd, &ev) == -1) {
 		log_warn("epoll_ctl add: %s", strerror(errno));
@@ -49,6 +51,24 @@ watcher_watch(struct stream *s)
 		pthread_mutex_unlock(&wheel_lock);
 	}
 	return 0;
+}
+
+/*
+ * From the first direct write that leaves a rest on, the socket is watched for room
+ * too (ch->lock held; once per stream). Modifying the registration reports a socket
+ * that is writable already, so no room that came meanwhile is missed.
+ */
+void
+watcher_want_room(struct stream *s)
+{
+	struct epoll_event ev = { .events = EPOLLRDHUP | EPOLLOUT | EPOLLET, .data.ptr = s };
+
+	if (s->watch_room || s->fd < 0)
+		return;
+	if (epoll_ctl(epfd, EPOLL_CTL_MOD, s->fd, &ev) == 0)
+		s->watch_room = true;
+	else
+		log_warn("epoll_ctl mod: %s", strerror(errno));
 }
 
 /* Stops watching a finished stream (before MHD closes its socket). */

@@ -176,6 +176,29 @@ test('a channel with more subscribers than the direct-write limit (256) gets eve
   }
 });
 
+test('a subscriber that stops reading and comes back gets every event in order (a direct write that leaves a rest finishes once the socket drains)', { timeout: 60000 }, async () => {
+  // 300 x 60 KB is far more than loopback socket buffers hold: the publishing thread's
+  // direct writes leave a rest, the watcher must learn when the socket takes more, and
+  // the events queued behind the rest must follow it without a gap or a reset.
+  const c = await startBroker(['--history_size', '1000']);
+  try {
+    const s = await subscribeReady(c, 'drain');
+    s.socket.pause();
+    const pad = 'x'.repeat(60000);
+    const ids = [];
+    for (let i = 0; i < 300; i++) ids.push((await publishOk(c, 'drain', `${i}:${pad}`)).id);
+    s.socket.resume();
+    const got = await s.waitEvents(300, 30000);
+    assert.equal(got.length, 300);
+    assert.deepEqual(got.map((e) => e.id), ids);
+    assert.deepEqual(got.map((e) => e.data.split(':')[0]), ids.map((_, i) => String(i)));
+    assert.equal(s.frames.filter((f) => f.event === 'reset').length, 0);
+    s.close();
+  } finally {
+    await c.stop();
+  }
+});
+
 test('with several threads (daemons) one publish reaches subscribers on all of them', async () => {
   const c = await startBroker(['--threads', '4']);
   const streams = [];
