@@ -23,6 +23,7 @@
  * kept in a per-stream buffer: every byte of struct stream is paid per subscriber.
  */
 enum { STREAM_SMALL_PREAMBLE = 1, STREAM_SMALL_RESET = 2, STREAM_SMALL_PING = 4 };
+enum { STREAM_HEADERS_MAX = 16 };	/* more than a stream's response ever has */
 static const char *const stream_reset_reasons[] = { "unknown", "expired", "lagged", "unavailable" };
 
 static atomic_bool streams_ending;		/* SIGTERM: readers end their responses */
@@ -487,6 +488,40 @@ stream_fill(struct stream *s, char *buf, size_t max)
 	return n;
 }
 
+struct stream_header { const char *name, *value; };
+struct stream_headers { struct stream_header h[STREAM_HEADERS_MAX]; unsigned n; };
+
+/* Collects a response header for stream_drop_headers(). */
+static enum MHD_Result
+stream_note_header(void *cls, enum MHD_ValueKind kind, const char *name, const char *value)
+{
+	struct stream_headers *l = cls;
+
+	(void)kind;
+	if (l->n == STREAM_HEADERS_MAX)
+		return MHD_NO;
+	l->h[l->n].name = name;
+	l->h[l->n++].value = value;
+	return MHD_YES;
+}
+
+/*
+ * Frees the stream's response header list (three to six headers, a record and two
+ * strings each: about 400 bytes a subscriber for the whole life of the stream).
+ * libmicrohttpd 0.9.75 reads the list only to build the head, which is built before
+ * the content reader's first call, and never again for this response.
+ */
+static void
+stream_drop_headers(struct MHD_Response *r)
+{
+	struct stream_headers l = { .n = 0 };
+	unsigned i;
+
+	MHD_get_response_headers(r, stream_note_header, &l);
+	for (i = 0; i < l.n; i++)
+		MHD_del_response_header(r, l.h[i].name, l.h[i].value);
+}
+
 /*
  * Never returns 0 without suspending the connection (MHD would spin); publishers, the
  * ping wheel and the hang-up watcher resume it.
@@ -498,6 +533,10 @@ stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 	ssize_t n;
 
 	(void)pos;
+	if (s->head != NULL) {		/* only this connection's loop reads the field */
+		stream_drop_headers(s->head);
+		s->head = NULL;
+	}
 	pthread_mutex_lock(&s->ch->lock);
 	if (s->closing)
 		n = MHD_CONTENT_READER_END_WITH_ERROR;

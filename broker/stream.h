@@ -44,6 +44,7 @@ struct stream {
 	struct stream_replay *replay;	/* events fetched for this stream, or NULL */
 	struct event *partial;		/* the event at cursor, referenced while offset > 0 */
 	void *bus_member;		/* the bus implementation's state for this stream (bus only) */
+	struct MHD_Response *head;	/* borrowed: its header list is freed at the first read */
 	char *session;			/* owned, or NULL */
 	char *origins;			/* owned comma list, or NULL */
 	struct direct direct;		/* the unsent rest of a directly written chunk */

@@ -143,6 +143,7 @@ subscribe_respond(struct stream *s)
 	MHD_add_response_header(r, "X-Accel-Buffering", "no");
 	cors_headers(s->conn, r);
 	s->responding = true;
+	s->head = r;
 	ret = conn_queue(s->conn, MHD_HTTP_OK, r);
 	MHD_destroy_response(r);
 	return ret;
