@@ -134,6 +134,9 @@ struct auth_result {
 enum refuse_reason { REFUSE_CONNECTIONS, REFUSE_CHANNELS, REFUSE_SUBSCRIBERS, REFUSE_BUS,
 	REFUSE_WATCH, REFUSE_COUNT };
 
+/* How a request head too big for connection_memory ended: ssepush_heads_too_large_total's labels. */
+enum head_answer { HEAD_JSON_431, HEAD_MHD_431, HEAD_CLOSED, HEAD_COUNT };
+
 /* Broker-wide counters for /metrics and /stats. */
 struct counters {
 	atomic_ullong connections;	/* open HTTP connections */
@@ -147,6 +150,7 @@ struct counters {
 	atomic_ullong pending_refused;	/* connections closed at accept: too many pending */
 	atomic_ullong header_timeouts;	/* connections that did not finish a request within header_timeout */
 	atomic_ullong slow_readers;	/* streams cut: their socket took nothing for request_timeout */
+	atomic_ullong heads_too_large[HEAD_COUNT];	/* request heads over connection_memory */
 };
 #define COUNTERS_BUCKETS { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5 }
 
@@ -172,6 +176,7 @@ const char *request_arg(struct MHD_Connection *conn, const char *name);
 size_t request_unescape(void *cls, struct MHD_Connection *conn, char *s);
 const char *request_framing_error(struct MHD_Connection *conn);
 bool request_head_fits(struct MHD_Connection *conn);
+void request_head_too_large(enum head_answer how);
 void request_check_lines(bool on);
 void *request_uri_log(void *cls, const char *uri, struct MHD_Connection *conn);
 

@@ -63,9 +63,11 @@ http_access(void *cls, struct MHD_Connection *conn, const char *url, const char 
 	 * ambiguous framing is read as another request. */
 	if (*req_cls == NULL && (why = request_framing_error(conn)) != NULL)
 		return reply_error(conn, MHD_HTTP_BAD_REQUEST, why);
-	if (*req_cls == NULL && !request_head_fits(conn))
+	if (*req_cls == NULL && !request_head_fits(conn)) {
+		request_head_too_large(HEAD_JSON_431);
 		return reply_error(conn, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
 		    "request headers too large for connection_memory");
+	}
 	/*
 	 * libmicrohttpd 0.9.75 closes the connection after any response queued in the
 	 * first call (it stops reading the request). A GET has no body to wait for, so

@@ -56,6 +56,20 @@ ops_refused(FILE *f)
 		    atomic_load(&counters.refused[i]));
 }
 
+/* The heads that did not fit connection_memory, by how they ended. */
+static void
+ops_heads(FILE *f)
+{
+	static const char *const labels[HEAD_COUNT] = { "json_431", "mhd_431", "closed" };
+	int i;
+
+	fputs("# HELP ssepush_heads_too_large_total Request heads too large for connection_memory, by how they ended (closed: no room even for a 431).\n"
+	    "# TYPE ssepush_heads_too_large_total counter\n", f);
+	for (i = 0; i < HEAD_COUNT; i++)
+		fprintf(f, "ssepush_heads_too_large_total{answer=\"%s\"} %llu\n", labels[i],
+		    atomic_load(&counters.heads_too_large[i]));
+}
+
 /* GET /metrics. */
 static enum MHD_Result
 ops_metrics(struct MHD_Connection *conn)
@@ -81,6 +95,7 @@ ops_metrics(struct MHD_Connection *conn)
 	ops_refused(f);
 	ops_metric(f, "pending_refused_total", "counter", "Connections closed at accept: too many not yet answered (max_pending_per_address, or the files streams need).", atomic_load(&counters.pending_refused));
 	ops_metric(f, "header_timeouts_total", "counter", "Connections closed because a request took longer than header_timeout.", atomic_load(&counters.header_timeouts));
+	ops_heads(f);
 	ops_metric(f, "slow_readers_total", "counter", "Streams ended because their socket took nothing for request_timeout while data waited.", atomic_load(&counters.slow_readers));
 	bus->metrics(f);
 	ops_histogram(f);

@@ -9,8 +9,11 @@
 #include <string.h>
 #include <strings.h>
 
+#include "log.h"
+
 #define REQUEST_HEADER_COST 72		/* pool bytes per header, argument or cookie record */
 #define REQUEST_POOL_RESERVE 512	/* pool bytes the answer's head needs, with room for CORS */
+#define REQUEST_HEAD_LOG_SECONDS 10	/* at most one log line this often about heads too large */
 
 /* What the framing headers of one request say. */
 struct request_framing {
@@ -102,6 +105,30 @@ request_head_fits(struct MHD_Connection *conn)
 	if ((cookie = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Cookie")) != NULL)
 		used += strlen(cookie) + 1;
 	return used + REQUEST_POOL_RESERVE <= (size_t)opt(OPT_CONNECTION_MEMORY);
+}
+
+/*
+ * Counts a head that did not fit connection_memory and tells the operator, at most one
+ * log line every REQUEST_HEAD_LOG_SECONDS (a flood of them must not flood the log):
+ * near the pool's edge libmicrohttpd 0.9.75 has no room left even for a 431 and closes
+ * the connection, so the log is the only place such a client's failure shows.
+ */
+void
+request_head_too_large(enum head_answer how)
+{
+	static atomic_uint last_log;
+	static const char *const what[HEAD_COUNT] = { "answered 431", "answered 431 by libmicrohttpd",
+	    "closed without an answer (no room left even for a 431)" };
+	uint32_t now = clock_sec(), last = atomic_load(&last_log);
+
+	atomic_fetch_add(&counters.heads_too_large[how], 1);
+	if (last != 0 && now - last < REQUEST_HEAD_LOG_SECONDS)
+		return;
+	if (!atomic_compare_exchange_strong(&last_log, &last, now))
+		return;
+	log_warn("a request head too large for connection_memory (%lld bytes) was %s; "
+	    "ssepush_heads_too_large_total counts them; raise connection_memory if browsers send big cookies",
+	    opt(OPT_CONNECTION_MEMORY), what[how]);
 }
 
 /*

@@ -39,6 +39,11 @@ shard_mhd_log(void *cls, const char *fmt, va_list ap)
 	n = strlen(msg);
 	while (n > 0 && msg[n - 1] == '\n')
 		msg[--n] = '\0';
+	/* A head that filled the pool: 0.9.75's wording (main.c pins the version). */
+	if (strstr(msg, "HTTP response code is 431") != NULL)
+		request_head_too_large(HEAD_MHD_431);
+	else if (strstr(msg, "failed to create response header") != NULL)
+		request_head_too_large(HEAD_CLOSED);
 	log_debug("libmicrohttpd: %s", msg);
 }
 

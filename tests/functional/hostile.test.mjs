@@ -11,6 +11,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -249,5 +250,48 @@ test('a request head near connection_memory gets a full answer or is not execute
       }
     }
     assert.ok(answered > 50 && refused > 50, `answered ${answered}, refused ${refused}: the scan missed the edge`);
+  } finally { await b.stop(); }
+});
+
+/** Sends raw bytes; resolves {status} from the first status line, or null if closed without one. */
+function statusLine(port, bytes) {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host: '127.0.0.1', port });
+    let got = '';
+    const timer = setTimeout(() => { sock.destroy(); reject(new Error(`no status line and no close within 5 s: ${JSON.stringify(got)}`)); }, 5000);
+    const done = (v) => { clearTimeout(timer); sock.destroy(); resolve(v); };
+    sock.on('connect', () => sock.write(Buffer.from(bytes, 'latin1')));
+    sock.on('data', (d) => {
+      got += d.toString('latin1');
+      const m = /^HTTP\/1\.1 (\d{3}) /.exec(got);
+      if (m) done({ status: Number(m[1]) });
+    });
+    sock.on('error', () => {});
+    sock.on('close', () => done(null));
+  });
+}
+
+test('every subscribe head too large for connection_memory is counted and logged, also those libmicrohttpd closes without an answer', { timeout: 60000 }, async () => {
+  const b = await startBroker();
+  try {
+    const seen = { 200: 0, 431: 0, closed: 0 };
+    let largest = 0;
+    for (let size = 1000; size < 4400; size += 11) {
+      const bytes = `GET /events/edge${size} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\nCookie: c=${'a'.repeat(size - 90)}\r\n\r\n`;
+      const r = await statusLine(b.port, bytes);
+      if (r === null) seen.closed++;
+      else {
+        assert.ok(r.status === 200 || r.status === 431, `${bytes.length}-byte head: status ${r.status}`);
+        seen[r.status]++;
+        if (r.status === 200 && bytes.length > largest) largest = bytes.length;
+      }
+    }
+    const samples = parseMetrics((await http(b.publishPort, '/metrics')).body);
+    const count = (answer) => samples.find((x) => x.name === 'ssepush_heads_too_large_total' && x.labels === `{answer="${answer}"}`).value;
+    assert.ok(seen[200] > 0 && seen[431] > 0, `the scan missed the edge: ${JSON.stringify(seen)}`);
+    assert.ok(count('json_431') + count('mhd_431') >= seen[431], `431 answers ${seen[431]}, counted ${count('json_431')} + ${count('mhd_431')}`);
+    assert.ok(count('closed') >= seen.closed, `closed without an answer ${seen.closed}, counted ${count('closed')}`);
+    await b.waitLog(/request head too large for connection_memory \(4096 bytes\)/, 5000);
+    console.log(`# default connection_memory 4k: largest subscribe head accepted ${largest} bytes; ${JSON.stringify(seen)}; counted json_431 ${count('json_431')}, mhd_431 ${count('mhd_431')}, closed ${count('closed')}`);
   } finally { await b.stop(); }
 });
