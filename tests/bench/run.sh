@@ -6,7 +6,7 @@
 #
 # Env: BUILD (build dir, default ../../build), OUT (default $BUILD/bench),
 #      BENCH_QUICK=1 (smaller scenarios, 2 rounds: under 3 minutes),
-#      BENCH_ROUNDS=N, BENCH_ONLY="a c" (run only these scenarios),
+#      BENCH_ROUNDS=N, BENCH_ONLY="a c" (run only these scenarios; a..i),
 #      BENCH_SSEPUSH_FLAGS="--threads 64" (extra broker flags, to try a change).
 set -eu
 
@@ -17,16 +17,18 @@ BROKER=$BUILD/ssepush-broker
 LOADGEN=$BUILD/loadgen
 NCHAN_MODULE=${NCHAN_MODULE:-/usr/lib/nginx/modules/ngx_nchan_module.so}
 QUICK=${BENCH_QUICK:-0}
-ONLY=${BENCH_ONLY:-a b c d e f g}
+ONLY=${BENCH_ONLY:-a b c d e f g h i}
 ADDRS=8			# client source addresses 127.0.0.2..127.0.0.9
 
 if [ "$QUICK" = 1 ]; then
 	ROUNDS=${BENCH_ROUNDS:-2}
 	N_BCAST=20; N_FULL=20000; N_PACED=4000; N_PUB=30000; N_LP=1000; N_STORM=10000
+	N_HUGE=30000; N_WIDE=20000; N_WIDE_PUBS=5
 	DRAIN=5
 else
 	ROUNDS=${BENCH_ROUNDS:-3}
 	N_BCAST=100; N_FULL=50000; N_PACED=10000; N_PUB=100000; N_LP=2000; N_STORM=16000
+	N_HUGE=100000; N_WIDE=50000; N_WIDE_PUBS=10
 	DRAIN=10
 fi
 
@@ -261,18 +263,29 @@ scenario_f() {
 	stop_servers
 }
 
-# (g) Redis: 3 broker processes on one port and one redis-server, 50k subscribers,
-# unicast as in (c); nchan: 3 workers on its Redis storage.
+# Starts a redis-server on a free port for a Redis scenario; sets RPORT and REDIS_PID.
 REDIS_PID=""
-scenario_g() {
-	rport=$(free_port)
-	redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no \
+start_redis() {
+	RPORT=$(free_port)
+	redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no \
 	    --dir "$TMP" > "$TMP/redis.log" 2>&1 &
 	REDIS_PID=$!
-	until redis-cli -p "$rport" ping > /dev/null 2>&1; do sleep 0.05; done
-	if [ "$2" = ssepush ]; then
-		start_ssepush 3 --redis "redis://127.0.0.1:$rport"
-		for k in 0 1 2; do	# each broker's bus is up before any publish
+	until redis-cli -p "$RPORT" ping > /dev/null 2>&1; do sleep 0.05; done
+}
+
+# Stops the redis-server of start_redis.
+stop_redis() {
+	kill "$REDIS_PID" 2>/dev/null || true
+	wait "$REDIS_PID" 2>/dev/null || true
+	REDIS_PID=""
+}
+
+# Starts $2 servers on the Redis of start_redis: $2 brokers, or nchan with $2 workers
+# on its Redis storage ($1 = server). Every broker's bus is up before any publish.
+start_redis_servers() {
+	if [ "$1" = ssepush ]; then
+		start_ssepush "$2" --redis "redis://127.0.0.1:$RPORT"
+		for k in $(seq 0 $(($2 - 1))); do
 			i=0
 			until grep -q 'redis: connected' "$TMP/broker$k.log"; do
 				i=$((i + 1))
@@ -281,14 +294,41 @@ scenario_g() {
 			done
 		done
 	else
-		start_nchan 3 "redis://127.0.0.1:$rport"
+		start_nchan "$2" "redis://127.0.0.1:$RPORT"
 	fi
+}
+
+# (g) Redis: 3 broker processes on one port and one redis-server, 50k subscribers,
+# unicast as in (c); nchan: 3 workers on its Redis storage.
+scenario_g() {
+	start_redis
+	start_redis_servers "$2" 3
 	load "$1" "$2" g --subs 50000 --channels 50000 --procs 4 --pub-conns 16 --pub-procs 2 \
 	    --stage "full:$N_FULL:0" --connect-timeout 120
 	stop_servers
-	kill "$REDIS_PID" 2>/dev/null || true
-	wait "$REDIS_PID" 2>/dev/null || true
-	REDIS_PID=""
+	stop_redis
+}
+
+# (h) 100,000 idle subscribers on 100,000 channels over 6 broker processes on one
+# Redis (nchan: 6 workers on its Redis storage): connections/s and RSS per subscriber
+# of all the server processes together. 7 client processes (the 20,000-file limit).
+scenario_h() {
+	start_redis
+	start_redis_servers "$2" 6
+	load "$1" "$2" h --subs "$N_HUGE" --channels "$N_HUGE" --procs 7 --connect-timeout 180
+	stop_servers
+	stop_redis
+}
+
+# (i) one channel, 50,000 subscribers over 3 processes on one Redis; each publish
+# (paced at 1/s so each fan-out is timed alone) is timed until its last receipt.
+scenario_i() {
+	start_redis
+	start_redis_servers "$2" 3
+	load "$1" "$2" i --subs "$N_WIDE" --channels 1 --procs 4 --pub-conns 1 \
+	    --stage "bcast:$N_WIDE_PUBS:1" --connect-timeout 120
+	stop_servers
+	stop_redis
 }
 
 start=$(date +%s)
@@ -340,13 +380,16 @@ awk -F'\t' '
 		    "e lp.p50_ms p50 ms|e lp.p99_ms p99 ms|e lost events lost|" \
 		    "f storm_reconnect_s s until all reconnected|f storm_caughtup_s s until all caught up|" \
 		    "f lost events lost|f dup duplicates|" \
-		    "g full.deliv_rate events/s|g full.p99_ms p99 ms|g lost events lost", rows, "|")
+		    "g full.deliv_rate events/s|g full.p99_ms p99 ms|g lost events lost|" \
+		    "h connect_rate connections/s|h rss_per_sub_kb KB RSS per subscriber|h connected subscribers connected|" \
+		    "i fanout_ms ms until the last receipt|i fanout_rate deliveries/s (fan-out)|i bcast.p50_ms p50 ms|i lost events lost", rows, "|")
 	}
 	NR > 1 { val[$1 " " $2] = $3 "\t" $4 "\t" $5 }
 	END {
 		names["a"] = "(a) idle 19k"; names["b"] = "(b) broadcast 10k"; names["c"] = "(c) unicast 19k"
 		names["d"] = "(d) publish only"; names["e"] = "(e) long-poll 1k"; names["f"] = "(f) reconnect storm"
-		names["g"] = "(g) Redis 3 procs"
+		names["g"] = "(g) Redis 3 procs"; names["h"] = "(h) idle 100k, 6 procs"
+		names["i"] = "(i) broadcast 50k, 3 procs"
 		for (i = 1; rows[i] != ""; i++) {
 			split(rows[i], w, " "); key = w[1] " " w[2]
 			label = substr(rows[i], length(w[1]) + length(w[2]) + 3)
