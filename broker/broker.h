@@ -239,7 +239,6 @@ struct stream;
 int watcher_start(void);
 void watcher_stop(void);
 int watcher_watch(struct stream *s);
-void watcher_want_room(struct stream *s);
 void watcher_forget(struct stream *s);
 
 /* subscribe.c */

@@ -16,6 +16,8 @@
 
 #include "broker.h"
 #include "bus.h"
+#include "log.h"
+#include "sockset.h"
 #include "sse.h"
 
 /*
@@ -162,7 +164,13 @@ stream_push(struct stream *s, struct event *ev, uint64_t index)
 		return false;	/* the wake lets MHD end it */
 	case DIRECT_PENDING:
 		atomic_fetch_add(&streams_blocked, 1);	/* watched until the socket takes it */
-		watcher_want_room(s);
+		/* From the first rest on, the watcher learns when the socket takes more. */
+		if (!s->watch_room && s->fd >= 0) {
+			if (sockset_want_room(s->fd, s) == 0)
+				s->watch_room = true;
+			else	/* the slow-reader cut ends it after request_timeout */
+				log_warn("epoll_ctl mod: %s", strerror(errno));
+		}
 		break;
 	case DIRECT_SENT:
 		break;

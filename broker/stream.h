@@ -64,7 +64,7 @@ struct stream {
 	bool closing, longpoll, ping_due, sent, dead, attached, pending;
 	bool direct_ok;			/* frames may be written straight to the socket while suspended */
 	bool wake_after_raw;		/* resume once the direct rest is flushed */
-	bool watch_room;		/* watcher.c: the socket is watched for room too */
+	bool watch_room;		/* the socket is watched for room too (sockset_want_room) */
 	bool responding;		/* subscribe.c: the 200 is queued */
 	bool join_suspended;		/* subscribe.c: the handler suspended the connection for the join */
 	bool join_asked;		/* subscribe.c: bus->join was called, so bus->leave must follow */

@@ -11,11 +11,11 @@
 #include <malloc.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "channel.h"
 #include "log.h"
+#include "sockset.h"
 #include "stream.h"
 #include "wheel.h"
 
@@ -23,7 +23,6 @@
 #define WATCHER_TRIM_DROP 1000		/* connections gone since the peak before memory is trimmed */
 #define WATCHER_SWEEP_NS 250000000	/* channel_sweep() runs this often (its slice size assumes it) */
 
-static int epfd = -1, stopfd = -1;
 static pthread_t thread;
 static bool running;
 static pthread_mutex_t wheel_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -32,16 +31,15 @@ static struct wheel wheel;		/* under wheel_lock */
 /*
  * Starts watching a new stream: its socket for hang-ups (edge triggered, registered
  * once, so suspending costs no syscall) and its ping deadline. Room to finish a direct
- * write is asked for only once a write leaves a rest (watcher_want_room): a socket
- * registered writable reports so at once, which woke this thread for every new stream.
+ * write is asked for only once a write leaves a rest (stream.c, sockset_want_room): a
+ * socket registered writable reports so at once, which woke this thread for every new
+ * stream.
  * Returns 0, or -1 (nothing left registered).
  */
 int
 watcher_watch(struct stream *s)
 {
-	struct epoll_event ev = { .events = EPOLLRDHUP | EPOLLET, .data.ptr = s };
-
-	if (s->fd >= 0 && epoll_ctl(epfd, EPOLL_CTL_ADD, s->fd, &ev) == -1) {
+	if (s->fd >= 0 && sockset_add(s->fd, s) == -1) {
 		log_warn("epoll_ctl add: %s", strerror(errno));
 		return -1;
 	}
@@ -53,24 +51,6 @@ watcher_watch(struct stream *s)
 	return 0;
 }
 
-/*
- * From the first direct write that leaves a rest on, the socket is watched for room
- * too (ch->lock held; once per stream). Modifying the registration reports a socket
- * that is writable already, so no room that came meanwhile is missed.
- */
-void
-watcher_want_room(struct stream *s)
-{
-	struct epoll_event ev = { .events = EPOLLRDHUP | EPOLLOUT | EPOLLET, .data.ptr = s };
-
-	if (s->watch_room || s->fd < 0)
-		return;
-	if (epoll_ctl(epfd, EPOLL_CTL_MOD, s->fd, &ev) == 0)
-		s->watch_room = true;
-	else
-		log_warn("epoll_ctl mod: %s", strerror(errno));
-}
-
 /* Stops watching a finished stream (before MHD closes its socket). */
 void
 watcher_forget(struct stream *s)
@@ -79,7 +59,7 @@ watcher_forget(struct stream *s)
 	wheel_remove(&wheel, &s->wnode);
 	pthread_mutex_unlock(&wheel_lock);
 	if (s->fd >= 0)
-		epoll_ctl(epfd, EPOLL_CTL_DEL, s->fd, NULL);
+		sockset_del(s->fd);
 }
 
 /* Fires the pings due in one wheel slot; streams sent to since are re-filed. */
@@ -118,7 +98,7 @@ watcher_main(void *arg)
 	(void)arg;
 	for (;;) {
 		stream_reap();
-		n = epoll_wait(epfd, evs, WATCHER_EVENTS, 250);
+		n = sockset_wait(evs, WATCHER_EVENTS, 250);
 		for (i = 0; i < n; i++) {
 			if (evs[i].data.ptr == NULL)
 				return NULL;	/* stop requested */
@@ -158,11 +138,7 @@ watcher_main(void *arg)
 int
 watcher_start(void)
 {
-	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
-
-	if ((epfd = epoll_create1(EPOLL_CLOEXEC)) == -1 ||
-	    (stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) == -1 ||
-	    epoll_ctl(epfd, EPOLL_CTL_ADD, stopfd, &ev) == -1) {
+	if (sockset_open() == -1) {
 		log_error("watcher: %s", strerror(errno));
 		return -1;
 	}
@@ -178,18 +154,12 @@ watcher_start(void)
 void
 watcher_stop(void)
 {
-	uint64_t one = 1;
-
 	if (running) {
-		if (write(stopfd, &one, sizeof one) < 0)
+		if (sockset_stop() < 0)
 			log_warn("watcher stop: %s", strerror(errno));
 		pthread_join(thread, NULL);
 		running = false;
 	}
 	stream_reap();
-	if (epfd >= 0)
-		close(epfd);
-	if (stopfd >= 0)
-		close(stopfd);
-	epfd = stopfd = -1;
+	sockset_close();
 }

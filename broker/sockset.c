@@ -1,0 +1,82 @@
+/*
+ * The epoll set of stream sockets (sockset.h). Its own module so that stream.c can ask
+ * for room on a socket without calling into the watcher, which calls stream.c.
+ */
+#include "sockset.h"
+
+#include <stdint.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+static int epfd = -1, stopfd = -1;	/* set at start, before any thread uses them */
+
+/* Creates the epoll set and the stop event in it. */
+int
+sockset_open(void)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+
+	if ((epfd = epoll_create1(EPOLL_CLOEXEC)) == -1 ||
+	    (stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) == -1 ||
+	    epoll_ctl(epfd, EPOLL_CTL_ADD, stopfd, &ev) == -1)
+		return -1;
+	return 0;
+}
+
+/* Closes the set and the stop event. */
+void
+sockset_close(void)
+{
+	if (epfd >= 0)
+		close(epfd);
+	if (stopfd >= 0)
+		close(stopfd);
+	epfd = stopfd = -1;
+}
+
+/*
+ * Hang-ups only: a socket registered writable reports so at once, which would wake the
+ * waiter for every new stream (see sockset_want_room).
+ */
+int
+sockset_add(int fd, void *ptr)
+{
+	struct epoll_event ev = { .events = EPOLLRDHUP | EPOLLET, .data.ptr = ptr };
+
+	return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+/*
+ * Room to write as well. Modifying the registration reports a socket that is writable
+ * already, so room that came before the call is not missed.
+ */
+int
+sockset_want_room(int fd, void *ptr)
+{
+	struct epoll_event ev = { .events = EPOLLRDHUP | EPOLLOUT | EPOLLET, .data.ptr = ptr };
+
+	return epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev);
+}
+
+/* Takes fd out of the set (before its socket is closed). */
+void
+sockset_del(int fd)
+{
+	epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
+}
+
+/* The waiter's epoll_wait. */
+int
+sockset_wait(struct epoll_event *evs, int max, int ms)
+{
+	return epoll_wait(epfd, evs, max, ms);
+}
+
+/* Wakes the waiter with the stop event. */
+int
+sockset_stop(void)
+{
+	uint64_t one = 1;
+
+	return write(stopfd, &one, sizeof one) == (ssize_t)sizeof one ? 0 : -1;
+}

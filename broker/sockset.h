@@ -1,0 +1,26 @@
+/*
+ * The epoll set of every stream's socket, which the watcher thread waits on (watcher.c)
+ * and a publishing thread extends when a direct write leaves a rest (stream.c). A leaf:
+ * it knows sockets and opaque pointers, not streams.
+ */
+#ifndef SSEPUSH_SOCKSET_H
+#define SSEPUSH_SOCKSET_H
+
+#include <sys/epoll.h>
+
+/* Creates the set with its stop event (reported with a NULL pointer). 0, or -1 (errno). */
+int sockset_open(void);
+/* Closes the set. */
+void sockset_close(void);
+/* Watches fd for hang-ups, edge triggered, reporting ptr. 0, or -1 (errno). */
+int sockset_add(int fd, void *ptr);
+/* Watches fd for room to write too. 0, or -1 (errno). */
+int sockset_want_room(int fd, void *ptr);
+/* Stops watching fd. */
+void sockset_del(int fd);
+/* Waits up to ms for events; as epoll_wait. */
+int sockset_wait(struct epoll_event *evs, int max, int ms);
+/* Makes the waiter see the stop event. 0, or -1 (errno). */
+int sockset_stop(void);
+
+#endif
