@@ -185,7 +185,7 @@ const struct config_directive broker_directives[OPT_COUNT] = {
 	[OPT_LOG_LEVEL] = { "log_level", CONFIG_ENUM, 0, 0, "info", log_levels, true, NULL,
 	    "error, warn, info or debug" },
 	[OPT_REDIS] = { "redis", CONFIG_STRING, 0, 255, "", NULL, false, check_redis,
-	    "redis://[:password@]host:port[/db] or unix:/path[?db=N]: brokers share publishes, history and counts; empty = standalone" },
+	    "redis://[:password@]host:port[/db] unix:/path[?db=N] or sentinel://[:password@]host:port[,host:port...]/master[?db=N]: brokers share publishes, history and counts; empty = standalone" },
 	[OPT_REDIS_PREFIX] = { "redis_prefix", CONFIG_STRING, 0, 64, "ssepush:", NULL, false, NULL,
 	    "prefix of every Redis key and pub/sub channel (several deployments can share one Redis)" },
 	[OPT_REDIS_TIMEOUT] = { "redis_timeout", CONFIG_INT, 100, 600000, "2000", NULL, false, NULL,

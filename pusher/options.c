@@ -187,7 +187,7 @@ const struct config_directive pusher_directives[POPT_COUNT] = {
 	[POPT_VIRTDOMAINS] = { "virtdomains", CONFIG_BOOL, 0, 1, "on", NULL, true, NULL,
 	    "read a trailing @domain in a Cyrus mailbox name as a virtual domain; turn off only if folder names end in @host.name and Cyrus has virtdomains off" },
 	[POPT_REDIS] = { "redis", CONFIG_STRING, 1, 255, "redis://127.0.0.1:6379", NULL, false,
-	    check_redis, "redis://[:password@]host:port[/db] or unix:/path[?db=N]: the Redis the brokers share" },
+	    check_redis, "redis://[:password@]host:port[/db] unix:/path[?db=N] or sentinel://[:password@]host:port[,host:port...]/master[?db=N]: the Redis the brokers share" },
 	[POPT_REDIS_PREFIX] = { "redis_prefix", CONFIG_STRING, 0, 64, "ssepush:", NULL, false, NULL,
 	    "prefix of every Redis key and pub/sub channel: the brokers' redis_prefix" },
 	[POPT_HISTORY_SIZE] = { "history_size", CONFIG_INT, 1, 100000, "100", NULL, true, NULL,
