@@ -48,7 +48,9 @@ const char bus_publish_script[] =
  * subscribers to base and still deliver everything published after the loss. An id counts as a position in the stream only if it is 0-0 with nothing
  * ever deleted, the newest deleted id, or at least the first retained entry: an older
  * id belongs to an earlier life of the stream (a Redis restart without persistence, or
- * an expired history), and what followed it there is lost.
+ * an expired history), and what followed it there is lost. So does an id inside the
+ * retained range that the stream does not hold: one that only an earlier primary had
+ * (published, not replicated, then a failover), whatever the new primary added since.
  */
 const char bus_replay_script[] =
 "local function parse(id)\n"
@@ -89,6 +91,7 @@ const char bus_replay_script[] =
 "local exact = not less(md, from)\n"
 "if not exact and first ~= nil and less(from, parse(first)) then return lost(last, maxdel) end\n"
 "if not exact and first == nil and ARGV[1] ~= last then return lost(last, maxdel) end\n"
+"if not exact and #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) == 0 then return lost(last, maxdel) end\n"
 "local e = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])\n"
 "if #e > 0 and e[#e][1] ~= last then return lost(last, maxdel) end\n"
 "return {'ok', last, e}\n";
