@@ -842,7 +842,7 @@ export async function redisServer(opts = {}) {
 /**
  * A Sentinel group for tests: a primary and opts.replicas replicas (redis-server over TCP)
  * and opts.sentinels sentinels (redis-sentinel, quorum 2) monitoring it as opts.name
- * ("mymaster"), with a short down-after-milliseconds (opts.downAfterMs, 400) so that a
+ * ("mymaster"), with a short down-after-milliseconds (opts.downAfterMs, 1000) so that a
  * failover takes a second or two. Waits until every sentinel knows every replica and
  * every other sentinel, so a failover can happen. Returns {name, servers (primary
  * first), sentinels, url (sentinel://...), primary(), stop()}; primary() asks a
@@ -852,7 +852,7 @@ export async function startSentinelGroup(opts = {}) {
   const name = opts.name ?? 'mymaster';
   const nrep = opts.replicas ?? 1;
   const nsen = opts.sentinels ?? 3;
-  const downAfter = opts.downAfterMs ?? 400;
+  const downAfter = opts.downAfterMs ?? 1000;
   const primary = await startRedis({ tcp: true, args: opts.args });
   const servers = [primary];
   for (let i = 0; i < nrep; i++) {
