@@ -922,6 +922,25 @@ export async function startSentinelGroup(opts = {}) {
   return g;
 }
 
+const U64 = (1n << 64n) - 1n;
+/**
+ * The shard that holds a channel among n (common/redis_shard.c, written again here so a
+ * test can check where keys land): jump consistent hash of the name's 64-bit FNV-1a.
+ */
+export function redisShardOf(name, n) {
+  if (n <= 1) return 0;
+  let key = 0xcbf29ce484222325n;
+  for (const c of Buffer.from(name, 'utf8')) key = ((key ^ BigInt(c)) * 0x100000001b3n) & U64;
+  let b = -1;
+  let j = 0;
+  while (j < n) {
+    b = j;
+    key = (key * 2862933555777941757n + 1n) & U64;
+    j = Math.floor((b + 1) * (2147483648 / Number((key >> 33n) + 1n)));
+  }
+  return b;
+}
+
 /** redisServer(opts), started. */
 export async function startRedis(opts = {}) {
   const r = await redisServer(opts);
