@@ -178,8 +178,12 @@ redis_bus_on_published(redisAsyncContext *ac, void *reply, void *priv)
 		memcpy(j->id, r->element[0]->str, r->element[0]->len + 1);
 		j->subscribers = (unsigned)r->element[1]->integer;
 		j->stored = true;
-	} else if (r != NULL && r->type == REDIS_REPLY_ERROR)
+	} else if (r != NULL && r->type == REDIS_REPLY_ERROR) {
 		log_error("redis: publish: %s", r->str);
+		/* A primary demoted behind our back (a failover we did not hear of): find the new one. */
+		if (strstr(r->str, "READONLY") != NULL)
+			redis_link_fail(j->shard, "the server is a replica now (READONLY)");
+	}
 	if (j->waits)
 		return;		/* its WAIT's reply answers it */
 	if (j->stored && !j->refused) {

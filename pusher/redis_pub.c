@@ -168,7 +168,9 @@ pub_on_error(struct queue_item *it, const char *msg)
 	char esc[LOG_ESCAPE_SIZE];
 
 	log_escape(esc, msg, strlen(msg));
-	if (strncmp(msg, "NOSCRIPT", 8) != 0 && ++it->tries >= PUSHER_PUBLISH_TRIES) {
+	/* NOSCRIPT (scripts flushed) and READONLY (a demoted primary) are the server's, not the item's. */
+	if (strncmp(msg, "NOSCRIPT", 8) != 0 && strstr(msg, "READONLY") == NULL &&
+	    ++it->tries >= PUSHER_PUBLISH_TRIES) {
 		pusher_counters.publish_failed++;
 		log_error("redis: publish to \"%s\" failed %u times, change event dropped: %s",
 		    it->channel, it->tries, esc);
@@ -176,7 +178,7 @@ pub_on_error(struct queue_item *it, const char *msg)
 		queue_remove(&pusher_queue, it);
 		return;
 	}
-	/* NOSCRIPT (scripts flushed) or a transient error: reconnect, reload, back off. */
+	/* NOSCRIPT, READONLY or a transient error: reconnect (re-asking Sentinel), reload, back off. */
 	redis_conn_fail(s->conn, esc);
 }
 
