@@ -162,6 +162,8 @@ void pub_kick(void);
 void pub_stop(void);
 bool pub_up(void);
 const char *pub_error(void);
+struct redis_conn;
+struct redis_conn *pub_conn_of(const char *channel);
 
 /* metrics.c */
 int metrics_check(const struct config *c, const char *path, config_error_fn *report, void *arg);

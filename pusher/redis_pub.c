@@ -53,6 +53,19 @@ pub_shard_of(const struct queue_item *it)
 	return &shards[redis_shard_of(it->channel, strlen(it->channel), nshards)];
 }
 
+/*
+ * The connection to the shard holding a channel (borrowed; NULL before pub_start): the
+ * one to send any other command about that channel's keys on, so that they live where
+ * the brokers look for them.
+ */
+struct redis_conn *
+pub_conn_of(const char *channel)
+{
+	if (nshards == 0)
+		return NULL;
+	return shards[redis_shard_of(channel, strlen(channel), nshards)].conn;
+}
+
 /* Whether publishes are being sent to every shard. */
 bool
 pub_up(void)
