@@ -67,7 +67,6 @@ bool
 redis_link_why(char *buf, size_t len)
 {
 	unsigned i, down = 0;
-	int n;
 
 	for (i = 0; i < nshards; i++) {
 		if (atomic_load(&shards[i].usable))
@@ -76,11 +75,10 @@ redis_link_why(char *buf, size_t len)
 			continue;
 		pthread_mutex_lock(&why_lock);
 		if (nshards == 1)
-			n = snprintf(buf, len, "redis: %s", shards[i].why);
+			snprintf(buf, len, "redis: %s", shards[i].why);
 		else
-			n = snprintf(buf, len, "redis shard %u (%s) down: %s", i, shards[i].desc, shards[i].why);
+			snprintf(buf, len, "redis shard %u (%.100s) down: %s", i, shards[i].desc, shards[i].why);
 		pthread_mutex_unlock(&why_lock);
-		(void)n;
 	}
 	if (down > 1 && strlen(buf) + 24 < len)
 		snprintf(buf + strlen(buf), len - strlen(buf), " (and %u more shards)", down - 1);
