@@ -5,11 +5,13 @@
 // redis_min_replicas 1 every publish that got 200 reaches every subscriber once, in
 // order; /healthz goes 503 and back to 200 by itself; a broker started during the
 // outage comes up by itself. Without it the figures are reported (what a failover
-// costs then). The pub/sub connection killed alone (CLIENT KILL TYPE pubsub) is found
-// and resubscribed with nothing lost. Only processes started here are signalled, by pid.
+// costs then). The pub/sub connection killed alone (CLIENT KILL TYPE pubsub), or gone
+// silent behind a proxy (open, nothing passing), is found (the latter by the probe) and
+// resubscribed with nothing lost. Only processes started here are signalled, by pid.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
@@ -227,5 +229,79 @@ test('the pub/sub connection killed alone (CLIENT KILL TYPE pubsub): found, resu
   } finally {
     if (pub) await pub.stop();
     await stopAll([A, B], r, streams);
+  }
+});
+
+/**
+ * A TCP proxy in front of a Redis port that can silence the connections that sent a
+ * SUBSCRIBE: their bytes are then dropped both ways and the sockets stay open, as a
+ * pub/sub connection that died without a word (a NAT that forgot it, a half-dead peer).
+ */
+async function silencingProxy(targetPort) {
+  const conns = [];
+  const server = net.createServer((c) => {
+    const up = net.connect({ host: '127.0.0.1', port: targetPort });
+    const x = { c, up, silent: false, subscriber: false };
+    conns.push(x);
+    c.on('data', (d) => {
+      if (/SUBSCRIBE/i.test(d.toString('latin1'))) x.subscriber = true;
+      if (!x.silent) up.write(d);
+    });
+    up.on('data', (d) => { if (!x.silent) c.write(d); });
+    c.on('error', () => {});
+    up.on('error', () => {});
+    c.on('close', () => up.destroy());
+    up.on('close', () => c.destroy());
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: server.address().port,
+    /** Silences every open subscriber connection; returns how many. */
+    silenceSubscribers: () => {
+      const open = conns.filter((x) => x.subscriber && !x.c.destroyed);
+      for (const x of open) x.silent = true;
+      return open.length;
+    },
+    close: () => new Promise((resolve) => {
+      for (const x of conns) { x.c.destroy(); x.up.destroy(); }
+      server.close(resolve);
+    }),
+  };
+}
+
+test('a pub/sub connection that goes silent (open, nothing passes) is found by the probe and replaced; nothing accepted lost or doubled', async (t) => {
+  const r = await startRedis({ tcp: true });
+  const proxy = await silencingProxy(r.port);
+  const A = await startRedisBroker({ url: `redis://127.0.0.1:${proxy.port}` }, ['--redis_timeout', '1000']);
+  const B = await startRedisBroker(r);
+  const streams = [];
+  let pub = null;
+  try {
+    const ch = 'silent-pubsub';
+    const sA = await subscribeReady(A, ch);
+    streams.push(sA);
+    pub = publisher([B], ch);
+    await waitFor(() => pub.accepted.length >= 20, 10000, '20 accepted publishes');
+    assert.equal(proxy.silenceSubscribers(), 1, 'the broker\'s one pub/sub connection through the proxy');
+    const tSilent = Date.now();
+    await A.waitLog(/redis: down: pub\/sub probe not echoed within 1000 ms/, 15000);
+    const found = Date.now() - tSilent;
+    await waitFor(() => (A.stderr().match(/redis: connected as broker/g) || []).length >= 2, RECOVER, 'broker A reconnected');
+    const at = pub.accepted.length;
+    await waitFor(() => pub.accepted.length >= at + 20, RECOVER, '20 accepted publishes after the reconnect');
+    await pub.stop();
+    const last = pub.accepted[pub.accepted.length - 1];
+    await sA.waitFor((x) => x.events().some((e) => e.id === last.id), 10000, `the last accepted event ${last.id}`);
+    const d = delivery(sA, pub.accepted);
+    assert.deepEqual(d.missing, [], 'accepted events missing');
+    assert.deepEqual(d.dup, [], 'accepted events doubled');
+    assert.equal(d.disorder, 0, 'events out of order');
+    assert.equal(d.resets, 0, 'a reset though Redis lost nothing');
+    t.diagnostic(`the silent pub/sub connection was found ${found} ms after it went silent`);
+  } finally {
+    if (pub) await pub.stop();
+    await stopAll([A, B], null, streams);
+    await proxy.close();
+    await r.stop();
   }
 });
