@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
   killAll, startBroker, startRedis, startRedisBroker, startSentinelGroup, subscribeReady, publish,
-  publishOk, redisCommand, waitHealth, waitFor, http, compareStreamIds, WAIT, stopAll, sleep,
+  publishOk, redisCommand, waitHealth, waitFor, http, compareStreamIds, WAIT, stopAll, sleep, freePort,
 } from './lib.mjs';
 import { startPusher, mailDatagram, sendDatagrams } from './pusher-lib.mjs';
 
@@ -303,5 +303,33 @@ test('a pub/sub connection that goes silent (open, nothing passes) is found by t
     await stopAll([A, B], null, streams);
     await proxy.close();
     await r.stop();
+  }
+});
+
+test('the sentinels are asked in turn: a URL whose first sentinel is down still finds the primary (broker and pusher)', async () => {
+  const g = await startSentinelGroup({ replicas: 1 });
+  const dead = await freePort();
+  const url = g.url.replace('sentinel://', `sentinel://127.0.0.1:${dead},`);
+  const dir = mkdtempSync(path.join(tmpdir(), 'ssepush-sentinel-'));
+  const sock = path.join(dir, 'notify.sock');
+  let A = null;
+  let pusher = null;
+  const streams = [];
+  try {
+    A = await startRedisBroker({ url });
+    const s = await subscribeReady(A, 'bob');
+    streams.push(s);
+    const p = await publishOk(A, 'bob', 'via-the-second-sentinel');
+    await s.waitFor((x) => x.events().some((e) => e.id === p.id), undefined, 'the event');
+    pusher = await startPusher(['--notify_socket', sock, '--redis', url, '--coalesce_ms', '0']);
+    await pusher.waitLog(/redis: connected/, 10000);
+    await sendDatagrams(sock, [mailDatagram('bob')]);
+    await s.waitFor((x) => x.events().some((e) => e.event === 'change'), 10000, 'the pusher\'s change event');
+    const primary = await g.primary();
+    assert.equal(await redisCommand(primary.target, 'EXISTS', 'ssepush:h:bob'), 1, 'the history is on the primary');
+  } finally {
+    if (pusher) await pusher.stop();
+    await stopAll(A ? [A] : [], null, streams);
+    await g.stop();
   }
 });

@@ -12,9 +12,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
   killAll, startRedis, startRedisBroker, subscribeReady, subscribe, publish, publishOk, redisCommand,
-  waitHealth, waitFor, waitRedisCount, redisShardOf, http, stopAll,
+  waitHealth, waitFor, waitRedisCount, redisShardOf, http, stopAll, writeConfig, runBroker, runProcess,
 } from './lib.mjs';
-import { startPusher, mailDatagram, sendDatagrams } from './pusher-lib.mjs';
+import { startPusher, mailDatagram, sendDatagrams, PUSHER } from './pusher-lib.mjs';
 
 after(killAll);
 
@@ -130,5 +130,28 @@ test('one shard SIGKILLed: its channels 503 + Retry-After and /healthz names it,
   } finally {
     await stopAll([A, B], null, streams);
     for (const r of rs) if (r.running()) await r.stop();
+  }
+});
+
+test('-n: the redis directive\'s lists and sentinel URLs are checked as file:line: message, in both daemons', async () => {
+  const good = 'redis redis://127.0.0.1:6379 unix:/run/redis.sock?db=2 sentinel://10.0.0.1:26379,10.0.0.2:26379/mail?db=1\n';
+  const bad = [
+    ['redis redis://127.0.0.1:6379 redis://127.0.0.1:6379\n', /same Redis/],
+    ['redis redis://127.0.0.1:6379 sentinel://10.0.0.1:26379\n', /URL 2: sentinel URL: \/<master-name> expected/],
+    ['redis sentinel://10.0.0.1:26379/bad/name\n', /master name/],
+    [`redis ${Array.from({ length: 17 }, (_, i) => `redis://127.0.0.1:${6000 + i}`).join(' ')}\n`, /at most 16 Redis URLs/],
+  ];
+  for (const [file, daemon] of [['broker', null], ['pusher', PUSHER]]) {
+    const run = (f) => (daemon ? runProcess(daemon, ['-n', '-f', f]) : runBroker(['-n', '-f', f]));
+    const ok = await run(writeConfig(good, `${file}-good.conf`));
+    assert.equal(ok.code, 0, `${file}: a good list refused: ${ok.stdout}${ok.stderr}`);
+    for (const [text, re] of bad) {
+      const f = writeConfig(text, `${file}-bad.conf`);
+      const r = await run(f);
+      const out = r.stdout + r.stderr;
+      assert.equal(r.code, 1, `${file}: ${text.trim().slice(0, 60)}: exit ${r.code}; ${out}`);
+      assert.ok(out.includes(`${f}:1: `), `${file}: no file:line in ${out}`);
+      assert.match(out, re, `${file}: ${text.trim().slice(0, 60)}`);
+    }
   }
 });
