@@ -333,3 +333,56 @@ test('the sentinels are asked in turn: a URL whose first sentinel is down still 
     await g.stop();
   }
 });
+
+/**
+ * A TCP proxy that sends each connection on by what it says first: one that loads
+ * scripts (the broker's command connection) to Redis at cmdPort, any other (its pub/sub
+ * connection) to Redis at subPort - the two connections on two servers, as after a
+ * failover that only one of them followed.
+ */
+async function splittingProxy(cmdPort, subPort) {
+  const socks = [];
+  const server = net.createServer((c) => {
+    socks.push(c);
+    let head = Buffer.alloc(0);
+    let up = null;
+    c.on('error', () => {});
+    c.on('close', () => { if (up) up.destroy(); });
+    c.on('data', (d) => {
+      if (up) { up.write(d); return; }
+      head = Buffer.concat([head, d]);
+      const text = head.toString('latin1');
+      if (!/\r\n/.test(text)) return;
+      up = net.connect({ host: '127.0.0.1', port: /SCRIPT/i.test(text) ? cmdPort : subPort });
+      socks.push(up);
+      up.on('error', () => {});
+      up.on('data', (x) => c.write(x));
+      up.on('close', () => c.destroy());
+      up.write(head);
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: server.address().port,
+    close: () => new Promise((resolve) => { for (const x of socks) x.destroy(); server.close(resolve); }),
+  };
+}
+
+test('command and pub/sub connections on two different servers: the probe finds it (PUBLISH reaches nobody) and drops the link', async () => {
+  const r1 = await startRedis({ tcp: true });
+  const r2 = await startRedis({ tcp: true });
+  const proxy = await splittingProxy(r1.port, r2.port);
+  const A = await startRedisBroker({ url: `redis://127.0.0.1:${proxy.port}` }, ['--redis_timeout', '1000']);
+  try {
+    const re = /redis: down: pub\/sub probe: the pub\/sub connection is not subscribed on this server/g;
+    await A.waitLog(re, 15000);
+    // It reconnects (through the same proxy, so into the same split) and finds it again.
+    await waitFor(() => (A.stderr().match(re) || []).length >= 2, 20000, 'the split found a second time',
+      () => A.stderr().split('\n').filter((l) => /redis/.test(l)).slice(-5).join('\n'));
+  } finally {
+    await stopAll([A], null, []);
+    await proxy.close();
+    await r1.stop();
+    await r2.stop();
+  }
+});
