@@ -64,6 +64,8 @@ struct bus_ops {
 	int (*position)(struct channel *ch, const char *last_id, uint64_t *index);
 	/* Fetches what s's client missed after last_id; takes a stream reference until done. */
 	void (*replay)(struct stream *s, const char *last_id, bus_replay_done *done);
+	/* Whether some publish can succeed now (a Redis shard is up), else why not; NULL: as ready(). */
+	bool (*accepting)(char *why, size_t len);
 };
 
 /* The active bus, chosen once by main.c before any thread starts. */

@@ -4,9 +4,13 @@
  * Redis runs on one thread of its own with a libevent loop; other threads hand it
  * work through one FIFO job queue (so a stream's join always precedes its replay and
  * its leave) and never wait for it: publishes, joins and replays are answered through
- * their callbacks. While the link is down, publishes and joins are refused at once and
- * replays end in a reset. Per-channel work is in redis_sub.c, counts in redis_counts.c,
- * replays in redis_replay.c, the connections in redis_link.c.
+ * their callbacks. Each channel lives on one shard (redis_link_shard_of); while its
+ * shard's link is down, its publishes and joins are refused at once and its replays end
+ * in a reset, and the other shards go on. With redis_min_replicas N, the publishes one
+ * drain of the queue sends to a shard are followed by one WAIT there, and each is
+ * answered only once WAIT says N replicas hold it (else it is refused: the publisher
+ * may retry). Per-channel work is in redis_sub.c, counts in redis_counts.c, replays in
+ * redis_replay.c, the connections in redis_link.c.
  */
 #include "redis_bus.h"
 
@@ -19,14 +23,29 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "redis_url.h"
 
-/* A publish waiting for the Redis thread; its strings live in blob. */
+/* A publish waiting for the Redis thread (then for its reply, then maybe for WAIT); its strings live in blob. */
 struct redis_publish {
 	struct redis_job job;		/* first */
 	struct publish_req req;
 	bus_publish_done *done;
 	void *arg;
+	struct redis_publish *wait_next;	/* the WAIT batch it is in */
+	unsigned shard;
+	bool waits;			/* answered by its WAIT, not by the script's reply */
+	bool stored;			/* the script's reply came: id and subscribers are set */
+	bool refused;			/* no WAIT could be sent for it: refused when its reply comes */
+	unsigned subscribers;
+	char id[BUS_ID_MAX];
 	char blob[];
+};
+
+/* One WAIT's context: the publishes sent just before it on its shard. */
+struct redis_wait {
+	struct redis_publish *list;
+	unsigned shard;
+	long long need;
 };
 
 static struct event_base *base;
@@ -34,9 +53,9 @@ static struct event *wake_ev, *tick_ev;
 static int wake_fd = -1;
 static pthread_t thread;
 static bool thread_running;
-static atomic_bool ready;		/* the link is up: readable from any thread */
 static struct jobq queue;		/* every job, in order; publishes bounded */
 static uint32_t last_beat;
+static struct redis_publish *batch[REDIS_URL_SHARDS_MAX];	/* sent in this drain, to be WAITed for */
 
 /* Wakes the Redis thread to look at its queue. */
 static void
@@ -60,22 +79,32 @@ redis_bus_enqueue(struct redis_job *j)
 	return 0;
 }
 
-/* Whether the link is up; otherwise why not (any thread). */
+/* Whether every shard's link is up; otherwise which one is not, and why (any thread). */
 static bool
 redis_bus_ready(char *why, size_t len)
 {
-	if (atomic_load(&ready))
+	return redis_link_why(why, len);
+}
+
+/* Whether some publish can succeed: some shard is up (any thread). */
+static bool
+redis_bus_accepting(char *why, size_t len)
+{
+	if (redis_link_any_usable())
 		return true;
 	redis_link_why(why, len);
 	return false;
 }
 
-/* ssepush_redis_up. */
+/* ssepush_redis_up (every shard up) and ssepush_redis_shard_up. */
 static void
 redis_bus_metrics(FILE *f)
 {
-	fprintf(f, "# HELP ssepush_redis_up 1 when the Redis bus is connected (always 0 standalone).\n"
-	    "# TYPE ssepush_redis_up gauge\nssepush_redis_up %d\n", atomic_load(&ready) ? 1 : 0);
+	char why[8];
+
+	fprintf(f, "# HELP ssepush_redis_up 1 when the Redis bus is connected (every shard; always 0 standalone).\n"
+	    "# TYPE ssepush_redis_up gauge\nssepush_redis_up %d\n", redis_link_why(why, sizeof why) ? 1 : 0);
+	redis_link_metrics(f);
 }
 
 /* The ring knows nothing until the channel's first sync positions it. */
@@ -108,13 +137,15 @@ redis_bus_publish(const struct publish_req *r, bus_publish_done *done, void *arg
 	    (r->exclude_session ? strlen(r->exclude_session) + 1 : 0) +
 	    (r->origin ? strlen(r->origin) + 1 : 0);
 	struct redis_publish *j;
+	unsigned shard = redis_link_shard_of(r->channel);
 	size_t off;
 
-	if (!atomic_load(&ready) || (j = calloc(1, sizeof *j + need)) == NULL) {
+	if (!redis_link_usable(shard) || (j = calloc(1, sizeof *j + need)) == NULL) {
 		done(arg, -1, NULL, 0);
 		return;
 	}
 	j->job.kind = JOB_PUBLISH;
+	j->shard = shard;
 	j->done = done;
 	j->arg = arg;
 	off = redis_bus_blob(j->blob, 0, r->channel, &j->req.channel);
@@ -133,7 +164,7 @@ redis_bus_publish(const struct publish_req *r, bus_publish_done *done, void *arg
 	}
 }
 
-/* Hands the publish script's reply to the waiting request. */
+/* Hands the publish script's reply to the waiting request, or keeps it for the WAIT that follows. */
 static void
 redis_bus_on_published(redisAsyncContext *ac, void *reply, void *priv)
 {
@@ -142,15 +173,96 @@ redis_bus_on_published(redisAsyncContext *ac, void *reply, void *priv)
 
 	(void)ac;
 	if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-	    r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_INTEGER) {
-		atomic_fetch_add(&counters.published, 1);
-		j->done(j->arg, 0, r->element[0]->str, (unsigned)r->element[1]->integer);
-	} else {
-		if (r != NULL && r->type == REDIS_REPLY_ERROR)
-			log_error("redis: publish: %s", r->str);
-		j->done(j->arg, -1, NULL, 0);
+	    r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_INTEGER &&
+	    r->element[0]->len < sizeof j->id) {
+		memcpy(j->id, r->element[0]->str, r->element[0]->len + 1);
+		j->subscribers = (unsigned)r->element[1]->integer;
+		j->stored = true;
+	} else if (r != NULL && r->type == REDIS_REPLY_ERROR) {
+		log_error("redis: publish: %s", r->str);
+		/* A primary demoted behind our back (a failover we did not hear of): find the new one. */
+		if (strstr(r->str, "READONLY") != NULL)
+			redis_link_fail(j->shard, "the server is a replica now (READONLY)");
 	}
+	if (j->waits)
+		return;		/* its WAIT's reply answers it */
+	if (j->stored && !j->refused) {
+		atomic_fetch_add(&counters.published, 1);
+		j->done(j->arg, 0, j->id, j->subscribers);
+	} else
+		j->done(j->arg, -1, NULL, 0);
 	free(j);
+}
+
+/* WAIT's reply: the batch's publishes are answered, accepted only if enough replicas hold them. */
+static void
+redis_bus_on_waited(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct redis_wait *w = priv;
+	struct redis_publish *j, *next;
+	redisReply *r = reply;
+	bool enough = r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer >= w->need;
+
+	(void)ac;
+	if (r != NULL && !enough)
+		log_warn("redis: publish not acknowledged by %lld replicas (WAIT: %lld%s); answered 503", w->need,
+		    r->type == REDIS_REPLY_INTEGER ? r->integer : -1, r->type == REDIS_REPLY_ERROR ? ", an error" : "");
+	for (j = w->list; j != NULL; j = next) {
+		next = j->wait_next;
+		if (j->stored && enough) {
+			atomic_fetch_add(&counters.published, 1);
+			j->done(j->arg, 0, j->id, j->subscribers);
+		} else
+			j->done(j->arg, -1, NULL, 0);
+		free(j);
+	}
+	free(w);
+}
+
+/* A batch no WAIT will answer: each publish is refused when its own reply comes. */
+static void
+redis_bus_refuse_batch(struct redis_publish *j)
+{
+	for (; j != NULL; j = j->wait_next) {
+		j->waits = false;
+		j->refused = true;
+	}
+}
+
+/*
+ * Sends one WAIT per shard after the publishes this drain sent there. Its timeout is
+ * redis_wait_ms, capped at half of redis_timeout so the reply timeout cannot fire first.
+ * The replies come in order, so when WAIT's arrives every publish of the batch has its own.
+ */
+static void
+redis_bus_send_waits(void)
+{
+	char need[24], ms[24];
+	const char *argv[3] = { "WAIT", need, ms };
+	long long t = opt(OPT_REDIS_WAIT_MS), cap = opt(OPT_REDIS_TIMEOUT) / 2;
+	struct redis_wait *w;
+	unsigned i;
+
+	for (i = 0; i < redis_link_shards(); i++) {
+		if (batch[i] == NULL)
+			continue;
+		if ((w = calloc(1, sizeof *w)) == NULL) {
+			redis_bus_refuse_batch(batch[i]);	/* their replies are still to come */
+			batch[i] = NULL;
+			continue;
+		}
+		w->list = batch[i];
+		w->shard = i;
+		w->need = opt(OPT_REDIS_MIN_REPLICAS) > 0 ? opt(OPT_REDIS_MIN_REPLICAS) : 1;
+		batch[i] = NULL;
+		snprintf(need, sizeof need, "%lld", w->need);
+		snprintf(ms, sizeof ms, "%lld", t < cap ? t : cap > 0 ? cap : 1);
+		if (redis_link_command(i, redis_bus_on_waited, w, 3, argv) == -1) {
+			/* Dropping the link first runs every pending reply (with NULL): none is left to come. */
+			redis_link_fail(i, "cannot send WAIT");
+			redis_bus_on_waited(NULL, NULL, w);
+		}
+	}
 }
 
 /* Sends one publish, or fails it at once while the link is down. */
@@ -161,11 +273,18 @@ redis_bus_run_publish(struct redis_publish *j)
 	struct bus_message m = { j->req.channel, j->req.type, j->req.session,
 	    j->req.exclude_session, j->req.origin, j->req.data, j->req.len };
 
-	if (!redis_link_up() || bus_publish_args(&a, redis_link_sha(SCRIPT_PUBLISH), redis_link_prefix(),
-	    opt(OPT_HISTORY_SIZE), opt(OPT_HISTORY_TTL), &m) == -1 ||
-	    redis_link_command_argv(redis_bus_on_published, j, BUS_PUBLISH_ARGC, a.argv, a.lens) == -1) {
+	if (!redis_link_up(j->shard) || bus_publish_args(&a, redis_link_sha(j->shard, SCRIPT_PUBLISH),
+	    redis_link_prefix(), opt(OPT_HISTORY_SIZE), opt(OPT_HISTORY_TTL), &m) == -1 ||
+	    redis_link_command_argv(j->shard, redis_bus_on_published, j, BUS_PUBLISH_ARGC, a.argv, a.lens) == -1) {
 		j->done(j->arg, -1, NULL, 0);
 		free(j);
+		return;
+	}
+	if (opt(OPT_REDIS_MIN_REPLICAS) > 0) {
+		/* Kept in the batch until the WAIT sent after this drain answers. */
+		j->waits = true;
+		j->wait_next = batch[j->shard];
+		batch[j->shard] = j;
 	}
 }
 
@@ -275,6 +394,7 @@ redis_bus_drain(void)
 		next = n->next;
 		redis_bus_run((struct redis_job *)n);
 	}
+	redis_bus_send_waits();
 }
 
 /* The eventfd: jobs are waiting. */
@@ -290,21 +410,19 @@ redis_bus_on_wake(evutil_socket_t fd, short what, void *arg)
 	redis_bus_drain();
 }
 
-/* The link is up: announce this broker, subscribe what members need. */
+/* A shard's link is up: announce this broker there, subscribe what its channels' members need. */
 static void
-redis_bus_on_up(void)
+redis_bus_on_up(unsigned shard)
 {
-	atomic_store(&ready, true);
-	redis_counts_heartbeat();
-	redis_sub_connected();
+	redis_counts_heartbeat(shard);
+	redis_sub_connected(shard);
 }
 
-/* The link is down: refuse new work, fail what waited on it. */
+/* A shard's link is down: fail what waited on it (new work is refused: the link says so). */
 static void
-redis_bus_on_down(void)
+redis_bus_on_down(unsigned shard)
 {
-	atomic_store(&ready, false);
-	redis_sub_disconnected();
+	redis_sub_disconnected(shard);
 }
 
 /* Four times a second: stop requests; every second the heartbeat and the channels' timers. */
@@ -312,23 +430,25 @@ static void
 redis_bus_on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	uint32_t now = clock_sec();
+	unsigned i, n = redis_link_shards();
 
 	(void)fd;
 	(void)what;
 	(void)arg;
 	if (jobq_stopped(&queue)) {
-		atomic_store(&ready, false);
 		redis_bus_drain();	/* what came before the stop runs or fails */
 		redis_link_stop();	/* pending replies: publishes fail, joins fail, replays reset */
-		redis_sub_disconnected();
+		for (i = 0; i < n; i++)
+			redis_sub_disconnected(i);
 		redis_sub_shutdown();
 		event_base_loopexit(base, NULL);
 		return;
 	}
 	if (now != last_beat) {
 		last_beat = now;
-		if (redis_link_up())
-			redis_counts_heartbeat();
+		for (i = 0; i < n; i++)
+			if (redis_link_up(i))
+				redis_counts_heartbeat(i);
 		redis_sub_tick(now);
 	}
 }
@@ -386,6 +506,7 @@ const struct bus_ops bus_redis = {
 	.start = redis_bus_start,
 	.stop = redis_bus_stop,
 	.ready = redis_bus_ready,
+	.accepting = redis_bus_accepting,
 	.metrics = redis_bus_metrics,
 	.floor = redis_bus_floor,
 	.format_id = bus_id_format,

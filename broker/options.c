@@ -97,11 +97,12 @@ check_cors(const char *v, char *err, size_t errlen)
 static int
 check_redis(const char *v, char *err, size_t errlen)
 {
-	struct redis_url u;
+	struct redis_url u[REDIS_URL_SHARDS_MAX];
+	size_t n;
 
 	if (*v == '\0')
 		return 0;
-	return redis_url_parse(v, &u, err, errlen);
+	return redis_url_parse_list(v, u, REDIS_URL_SHARDS_MAX, &n, err, errlen);
 }
 
 /* A secret is empty (unset) or long enough to resist guessing. */
@@ -184,8 +185,8 @@ const struct config_directive broker_directives[OPT_COUNT] = {
 	    "unanswered probes before the connection is dropped" },
 	[OPT_LOG_LEVEL] = { "log_level", CONFIG_ENUM, 0, 0, "info", log_levels, true, NULL,
 	    "error, warn, info or debug" },
-	[OPT_REDIS] = { "redis", CONFIG_STRING, 0, 255, "", NULL, false, check_redis,
-	    "redis://[:password@]host:port[/db] or unix:/path[?db=N]: brokers share publishes, history and counts; empty = standalone" },
+	[OPT_REDIS] = { "redis", CONFIG_STRING, 0, 4000, "", NULL, false, check_redis,
+	    "redis://[:password@]host:port[/db], unix:/path[?db=N] or sentinel://[:password@]host:port[,host:port...]/master[?db=N] (its password is the data servers'), or up to 16 of these separated by blanks, one per shard (each channel lives on one: add shards at the end only); brokers share publishes, history and counts; empty = standalone" },
 	[OPT_REDIS_PREFIX] = { "redis_prefix", CONFIG_STRING, 0, 64, "ssepush:", NULL, false, NULL,
 	    "prefix of every Redis key and pub/sub channel (several deployments can share one Redis)" },
 	[OPT_REDIS_TIMEOUT] = { "redis_timeout", CONFIG_INT, 100, 600000, "2000", NULL, false, NULL,
@@ -196,6 +197,10 @@ const struct config_directive broker_directives[OPT_COUNT] = {
 	    "connections from one address that have not yet been answered or become a stream; beyond it a new one is closed at once (trusted_proxies are exempt)" },
 	[OPT_MAX_TOKEN_LIFETIME] = { "max_token_lifetime", CONFIG_SECONDS, 60, 31622400, "30d", NULL, true, NULL,
 	    "longest a subscriber token may still be valid: one whose exp lies further ahead is refused (so exp 1e300 is not for ever)" },
+	[OPT_REDIS_MIN_REPLICAS] = { "redis_min_replicas", CONFIG_INT, 0, 16, "0", NULL, true, NULL,
+	    "a publish is answered as accepted only once Redis's WAIT says this many replicas hold it (within redis_wait_ms), else 503 (the publisher may retry; the event may still arrive); 0 = once the primary has it" },
+	[OPT_REDIS_WAIT_MS] = { "redis_wait_ms", CONFIG_INT, 1, 300000, "1000", NULL, true, NULL,
+	    "milliseconds a publish waits for redis_min_replicas replicas (capped at half of redis_timeout)" },
 	[OPT_DEMO] = { "demo", CONFIG_BOOL, 0, 1, "off", NULL, true, NULL,
 	    "serve the demo page at / (a live event view and a publish form; /ssepush.js is always served)" },
 };

@@ -210,7 +210,7 @@ publish_run(struct MHD_Connection *conn, struct publish_state *p, const struct p
 	size_t i;
 	char why[160];
 
-	if (!bus->ready(why, sizeof why))
+	if (!(bus->accepting != NULL ? bus->accepting : bus->ready)(why, sizeof why))
 		return reply_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, why);
 	if (n == 1 && !p->batch) {
 		p->items = &p->item;

@@ -26,6 +26,7 @@
 #define REDIS_REFRESH_SECONDS 600	/* how often live brokers refresh that TTL */
 #define REDIS_QUEUE_MAX 100000		/* publishes waiting for the Redis thread, at most */
 #define REDIS_COUNT_FIELDS 64		/* distinct count fields one recount sends, at most */
+#define REDIS_PROBE_MS 3000		/* how often each shard's pub/sub path is probed */
 
 /* Work handed from other threads to the Redis thread, in one FIFO queue. */
 enum redis_job_kind { JOB_PUBLISH, JOB_JOIN, JOB_LEAVE, JOB_REPLAY };
@@ -68,6 +69,7 @@ enum redis_sub_state { SUB_NONE, SUB_PENDING, SUB_SYNCING, SUB_ACTIVE, SUB_LEAVI
 /* What the Redis thread knows about one channel it holds (ch->bus). */
 struct redis_chan {
 	struct channel *ch;		/* referenced */
+	unsigned shard;			/* the shard holding the channel (redis_link_shard_of) */
 	struct redis_chan *prev, *next;	/* every held channel */
 	struct redis_member *members;	/* joined streams: what this broker counts */
 	struct redis_replay *deferred;	/* replays waiting for the sync */
@@ -86,19 +88,24 @@ struct redis_chan {
 /* redis_link.c */
 enum redis_script { SCRIPT_PUBLISH, SCRIPT_REPLAY, SCRIPT_COUNTS };
 struct event_base;
-int redis_link_start(struct event_base *base, void (*up)(void), void (*down)(void));
+int redis_link_start(struct event_base *base, void (*up)(unsigned shard), void (*down)(unsigned shard));
 void redis_link_stop(void);
-bool redis_link_up(void);
-void redis_link_why(char *buf, size_t len);	/* any thread */
-void redis_link_fail(const char *why);
-const char *redis_link_sha(enum redis_script i);
+unsigned redis_link_shards(void);			/* any thread */
+unsigned redis_link_shard_of(const char *channel);	/* any thread */
+bool redis_link_usable(unsigned shard);			/* any thread */
+bool redis_link_any_usable(void);			/* any thread */
+bool redis_link_why(char *buf, size_t len);		/* any thread */
+void redis_link_metrics(FILE *f);			/* any thread */
+bool redis_link_up(unsigned shard);
+void redis_link_fail(unsigned shard, const char *why);
+const char *redis_link_sha(unsigned shard, enum redis_script i);
 const char *redis_link_prefix(void);
 const char *redis_link_broker(void);
-int redis_link_command(redisCallbackFn *fn, void *priv, int argc, const char **argv);
-int redis_link_command_argv(redisCallbackFn *fn, void *priv, int argc, const char **argv,
+int redis_link_command(unsigned shard, redisCallbackFn *fn, void *priv, int argc, const char **argv);
+int redis_link_command_argv(unsigned shard, redisCallbackFn *fn, void *priv, int argc, const char **argv,
     const size_t *lens);
-int redis_link_subscribe(redisCallbackFn *fn, const char *verb, const char *key);
-unsigned redis_link_epoch(void);
+int redis_link_subscribe(unsigned shard, redisCallbackFn *fn, const char *verb, const char *key);
+unsigned redis_link_epoch(unsigned shard);
 
 /* redis_counts.c */
 size_t redis_counts_field(char *buf, size_t len, const struct stream *s);	/* any thread */
@@ -107,7 +114,7 @@ void redis_counts_leave(struct redis_member *m);
 void redis_counts_recount(struct redis_chan *b, struct redis_member *waiting);
 void redis_counts_answer(struct redis_member *m, int status);
 void redis_counts_clear(struct redis_chan *b);
-void redis_counts_heartbeat(void);
+void redis_counts_heartbeat(unsigned shard);
 void redis_counts_refresh(struct redis_chan *b);
 
 /* redis_replay.c */
@@ -123,8 +130,8 @@ void redis_replay_cancel(struct redis_replay *r);
 struct redis_chan *redis_sub_chan(struct channel *ch, bool create);
 void redis_sub_join(struct redis_member *m);
 void redis_sub_leave(struct redis_member *m);
-void redis_sub_connected(void);
-void redis_sub_disconnected(void);
+void redis_sub_connected(unsigned shard);
+void redis_sub_disconnected(unsigned shard);
 void redis_sub_tick(uint32_t now);
 void redis_sub_shutdown(void);
 

@@ -16,7 +16,7 @@
 
 /* A recount's reply context: the members whose joins it answers. */
 struct redis_recount {
-	unsigned epoch;
+	unsigned epoch, shard;
 	struct redis_member *waiting;
 };
 
@@ -51,13 +51,15 @@ redis_counts_incr(struct channel *ch, const char *field, int delta, redisCallbac
 	char key[BUS_KEY_MAX], d[8], ttl[16];
 	const char *incr[4] = { "HINCRBY", key, field, d }, *expire[3] = { "EXPIRE", key, ttl };
 
+	unsigned shard = redis_link_shard_of(ch->name);
+
 	if (bus_key(key, sizeof key, redis_link_prefix(), BUS_KEY_COUNTS, ch->name) == 0)
 		return -1;
 	snprintf(d, sizeof d, "%d", delta);
 	snprintf(ttl, sizeof ttl, "%d", REDIS_COUNTS_TTL);
-	if (redis_link_command(fn, priv, 4, incr) == -1)
+	if (redis_link_command(shard, fn, priv, 4, incr) == -1)
 		return -1;
-	redis_link_command(NULL, NULL, 3, expire);
+	redis_link_command(shard, NULL, NULL, 3, expire);
 	return 0;
 }
 
@@ -108,7 +110,7 @@ redis_counts_on_recount(redisAsyncContext *ac, void *reply, void *priv)
 
 	(void)ac;
 	redis_counts_answer_all(c->waiting, r != NULL && r->type == REDIS_REPLY_INTEGER &&
-	    c->epoch == redis_link_epoch() ? 0 : -1);
+	    c->epoch == redis_link_epoch(c->shard) ? 0 : -1);
 	free(c);
 }
 
@@ -121,13 +123,14 @@ redis_counts_cmp(const void *a, const void *b)
 
 /* Lays out EVALSHA counts 1 <key> <broker> [field count]... from sorted fields. */
 static int
-redis_counts_layout(const char **argv, char (*counts)[24], char **fields, size_t n, const char *key)
+redis_counts_layout(const char **argv, char (*counts)[24], char **fields, size_t n, const char *key,
+    unsigned shard)
 {
 	size_t i, c;
 	int argc = 5;
 
 	argv[0] = "EVALSHA";
-	argv[1] = redis_link_sha(SCRIPT_COUNTS);
+	argv[1] = redis_link_sha(shard, SCRIPT_COUNTS);
 	argv[2] = "1";
 	argv[3] = key;
 	argv[4] = redis_link_broker();
@@ -167,19 +170,20 @@ redis_counts_recount(struct redis_chan *b, struct redis_member *waiting)
 	for (m = b->members; m != NULL; m = m->next)
 		fields[n++] = m->field;
 	qsort(fields, n, sizeof *fields, redis_counts_cmp);
-	argc = redis_counts_layout(argv, counts, fields, n, key);
+	argc = redis_counts_layout(argv, counts, fields, n, key, b->shard);
 	free(fields);
 	for (i = 0; i < argc; i++)
 		lens[i] = strlen(argv[i]);
-	c->epoch = redis_link_epoch();
+	c->epoch = redis_link_epoch(b->shard);
+	c->shard = b->shard;
 	c->waiting = waiting;
-	if (redis_link_command_argv(redis_counts_on_recount, c, argc, argv, lens) == -1) {
+	if (redis_link_command_argv(b->shard, redis_counts_on_recount, c, argc, argv, lens) == -1) {
 		free(c);
 		redis_counts_answer_all(waiting, -1);
 		return;
 	}
 	snprintf(ttl, sizeof ttl, "%d", REDIS_COUNTS_TTL);
-	redis_link_command(NULL, NULL, 3, expire);
+	redis_link_command(b->shard, NULL, NULL, 3, expire);
 }
 
 /* A channel let go while its counts may be stale in Redis: remove this broker's fields. */
@@ -189,9 +193,9 @@ redis_counts_clear(struct redis_chan *b)
 	redis_counts_recount(b, NULL);
 }
 
-/* Refreshes this broker's liveness key: its counts vanish soon after it stops. */
+/* Refreshes this broker's liveness key on a shard: its counts there vanish soon after it stops. */
 void
-redis_counts_heartbeat(void)
+redis_counts_heartbeat(unsigned shard)
 {
 	char key[BUS_KEY_MAX], ttl[16];
 	const char *argv[5] = { "SET", key, "1", "PX", ttl };
@@ -199,7 +203,7 @@ redis_counts_heartbeat(void)
 	if (bus_key(key, sizeof key, redis_link_prefix(), BUS_KEY_ALIVE, redis_link_broker()) == 0)
 		return;
 	snprintf(ttl, sizeof ttl, "%d", BUS_ALIVE_MS);
-	redis_link_command(NULL, NULL, 5, argv);
+	redis_link_command(shard, NULL, NULL, 5, argv);
 }
 
 /* Keeps a live channel's count hash from expiring. */
@@ -212,5 +216,5 @@ redis_counts_refresh(struct redis_chan *b)
 	if (bus_key(key, sizeof key, redis_link_prefix(), BUS_KEY_COUNTS, b->ch->name) == 0)
 		return;
 	snprintf(ttl, sizeof ttl, "%d", REDIS_COUNTS_TTL);
-	redis_link_command(NULL, NULL, 3, argv);
+	redis_link_command(b->shard, NULL, NULL, 3, argv);
 }

@@ -16,7 +16,7 @@
 
 /* A replay command's context: stale once its connection is gone. */
 struct redis_replay_ctx {
-	unsigned epoch;
+	unsigned epoch, shard;
 	struct redis_replay *r;
 };
 
@@ -154,7 +154,7 @@ redis_replay_on_reply(redisAsyncContext *ac, void *reply, void *priv)
 	int status;
 
 	(void)ac;
-	if (c->epoch != redis_link_epoch() || reply == NULL ||
+	if (c->epoch != redis_link_epoch(c->shard) || reply == NULL ||
 	    redis_replay_parse(reply, 0, &status, &last, &evs, &n, &base) == -1) {
 		if (reply != NULL && ((redisReply *)reply)->type == REDIS_REPLY_ERROR)
 			log_error("redis: replay: %s", ((redisReply *)reply)->str);
@@ -169,7 +169,8 @@ static void
 redis_replay_send(struct redis_replay *r)
 {
 	char key[BUS_KEY_MAX], count[24];
-	const char *argv[6] = { "EVALSHA", redis_link_sha(SCRIPT_REPLAY), "1", key, r->from, count };
+	unsigned shard = redis_link_shard_of(r->s->ch->name);
+	const char *argv[6] = { "EVALSHA", redis_link_sha(shard, SCRIPT_REPLAY), "1", key, r->from, count };
 	struct redis_replay_ctx *c = malloc(sizeof *c);
 
 	snprintf(count, sizeof count, "%lld", opt(OPT_HISTORY_SIZE) * 2 + 16);
@@ -178,9 +179,10 @@ redis_replay_send(struct redis_replay *r)
 		redis_replay_cancel(r);
 		return;
 	}
-	c->epoch = redis_link_epoch();
+	c->epoch = redis_link_epoch(shard);
+	c->shard = shard;
 	c->r = r;
-	if (redis_link_command(redis_replay_on_reply, c, 6, argv) == -1) {
+	if (redis_link_command(shard, redis_replay_on_reply, c, 6, argv) == -1) {
 		free(c);
 		redis_replay_cancel(r);
 	}
@@ -198,7 +200,7 @@ redis_replay_run(struct redis_replay *r)
 	uint64_t index;
 	bool local;
 
-	if (!redis_link_up() || b == NULL) {
+	if (b == NULL || !redis_link_up(b->shard)) {
 		redis_replay_cancel(r);
 		return;
 	}

@@ -22,7 +22,7 @@
 
 /* A sync's reply context. */
 struct redis_sync {
-	unsigned epoch;
+	unsigned epoch, shard;
 	struct channel *ch;		/* referenced */
 };
 
@@ -38,6 +38,7 @@ redis_sub_chan(struct channel *ch, bool create)
 	if (b != NULL || !create || shut || (b = calloc(1, sizeof *b)) == NULL)
 		return b;
 	b->ch = channel_ref(ch);
+	b->shard = redis_link_shard_of(ch->name);
 	b->next = chans;
 	if (chans != NULL)
 		chans->prev = b;
@@ -101,7 +102,7 @@ redis_sub_free(struct redis_chan *b)
 static void
 redis_sub_release(struct redis_chan *b)
 {
-	if (b->dirty && redis_link_up())
+	if (b->dirty && redis_link_up(b->shard))
 		redis_counts_clear(b);
 	redis_sub_free(b);
 }
@@ -115,7 +116,7 @@ redis_sub_subscribe(struct redis_chan *b)
 	char key[BUS_KEY_MAX];
 
 	if (bus_key(key, sizeof key, redis_link_prefix(), BUS_KEY_NOTIFY, b->ch->name) == 0 ||
-	    redis_link_subscribe(redis_sub_on_message, "SUBSCRIBE", key) == -1)
+	    redis_link_subscribe(b->shard, redis_sub_on_message, "SUBSCRIBE", key) == -1)
 		return;
 	b->st = SUB_PENDING;
 	b->sent_ns = clock_ns();
@@ -139,7 +140,7 @@ redis_sub_join(struct redis_member *m)
 	m->linked = true;
 	b->nmembers++;
 	b->idle_since = 0;
-	if (!redis_link_up()) {
+	if (!redis_link_up(b->shard)) {
 		redis_counts_answer(m, -1);
 		return;
 	}
@@ -167,7 +168,7 @@ redis_sub_leave(struct redis_member *m)
 		if (m->next != NULL)
 			m->next->prev = m->prev;
 		b->nmembers--;
-		if (b->st == SUB_ACTIVE && redis_link_up())
+		if (b->st == SUB_ACTIVE && redis_link_up(b->shard))
 			redis_counts_leave(m);
 		else if (b->counted)
 			b->dirty = true;
@@ -221,7 +222,7 @@ redis_sub_hold(struct redis_chan *b, struct event *ev)
 		size_t cap = b->capheld ? b->capheld * 2 : 8;
 		if ((h = realloc(b->held, cap * sizeof *h)) == NULL) {
 			event_unref(ev);
-			redis_link_fail("out of memory holding notifications");	/* resync later */
+			redis_link_fail(b->shard, "out of memory holding notifications");	/* resync later */
 			return;
 		}
 		b->held = h;
@@ -384,11 +385,11 @@ redis_sub_on_sync(redisAsyncContext *ac, void *reply, void *priv)
 	int status;
 
 	(void)ac;
-	if (c->epoch == redis_link_epoch() && b != NULL && b->st == SUB_SYNCING && r != NULL) {
+	if (c->epoch == redis_link_epoch(c->shard) && b != NULL && b->st == SUB_SYNCING && r != NULL) {
 		if (redis_replay_parse(r, clock_ns(), &status, &last, &evs, &n, &base) == -1) {
 			log_error("redis: sync of %s failed: %s", c->ch->name,
 			    r->type == REDIS_REPLY_ERROR ? r->str : "malformed reply");
-			redis_link_fail("sync failed");
+			redis_link_fail(c->shard, "sync failed");
 		} else {
 			redis_sub_apply(b, status, last, evs, n, base);
 			redis_replay_flush(b);
@@ -406,7 +407,7 @@ redis_sub_sync(struct redis_chan *b)
 {
 	struct channel *ch = b->ch;
 	char key[BUS_KEY_MAX], from[BUS_ID_MAX] = "", count[24];
-	const char *argv[7] = { "EVALSHA", redis_link_sha(SCRIPT_REPLAY), "1", key, from, count, "sync" };
+	const char *argv[7] = { "EVALSHA", redis_link_sha(b->shard, SCRIPT_REPLAY), "1", key, from, count, "sync" };
 	struct redis_sync *c = malloc(sizeof *c);
 
 	b->st = SUB_SYNCING;
@@ -417,25 +418,28 @@ redis_sub_sync(struct redis_chan *b)
 	snprintf(count, sizeof count, "%lld", opt(OPT_HISTORY_SIZE) * 2 + 16);
 	if (c == NULL || bus_key(key, sizeof key, redis_link_prefix(), BUS_KEY_HISTORY, ch->name) == 0) {
 		free(c);
-		redis_link_fail("cannot sync a channel");
+		redis_link_fail(b->shard, "cannot sync a channel");
 		return;
 	}
-	c->epoch = redis_link_epoch();
+	c->epoch = redis_link_epoch(b->shard);
+	c->shard = b->shard;
 	c->ch = channel_ref(ch);
-	if (redis_link_command(redis_sub_on_sync, c, 7, argv) == -1) {
+	if (redis_link_command(b->shard, redis_sub_on_sync, c, 7, argv) == -1) {
 		channel_put(ch);
 		free(c);
 	}
 }
 
-/* The link came up: channels with members subscribe; memberless ones are let go. */
+/* A shard's link came up: its channels with members subscribe; memberless ones are let go. */
 void
-redis_sub_connected(void)
+redis_sub_connected(unsigned shard)
 {
 	struct redis_chan *b, *next;
 
 	for (b = chans; b != NULL; b = next) {
 		next = b->next;
+		if (b->shard != shard)
+			continue;
 		if (b->nmembers > 0) {
 			if (b->st == SUB_NONE)
 				redis_sub_subscribe(b);
@@ -450,12 +454,14 @@ redis_sub_connected(void)
  * and replays waiting for a sync fail now (503, a reset) rather than wait unbounded.
  */
 void
-redis_sub_disconnected(void)
+redis_sub_disconnected(unsigned shard)
 {
 	struct redis_chan *b;
 	struct redis_replay *r;
 
 	for (b = chans; b != NULL; b = b->next) {
+		if (b->shard != shard)
+			continue;
 		b->st = SUB_NONE;
 		redis_sub_drop_held(b);
 		redis_sub_fail_waiting(b);
@@ -488,19 +494,19 @@ redis_sub_tick(uint32_t now)
 		if ((b->st == SUB_PENDING || b->st == SUB_LEAVING) && b->sent_ns < limit) {
 			snprintf(why, sizeof why, "no confirmation of %sSUBSCRIBE within %lld ms",
 			    b->st == SUB_LEAVING ? "UN" : "", opt(OPT_REDIS_TIMEOUT));
-			redis_link_fail(why);
-			return;		/* every channel was reset */
+			redis_link_fail(b->shard, why);
+			return;		/* every channel of the shard was reset; the rest next second */
 		}
 		if (b->nmembers > 0)
 			b->idle_since = 0;
 		else if (b->idle_since == 0)
 			b->idle_since = now | 1;
 		if (b->nmembers == 0 && now - b->idle_since >= REDIS_LINGER_SECONDS) {
-			if (b->st == SUB_NONE && (!b->dirty || redis_link_up()))
+			if (b->st == SUB_NONE && (!b->dirty || redis_link_up(b->shard)))
 				redis_sub_release(b);
-			else if (b->st == SUB_ACTIVE && redis_link_up() &&
+			else if (b->st == SUB_ACTIVE && redis_link_up(b->shard) &&
 			    bus_key(key, sizeof key, redis_link_prefix(), BUS_KEY_NOTIFY, b->ch->name) != 0 &&
-			    redis_link_subscribe(redis_sub_on_message, "UNSUBSCRIBE", key) == 0) {
+			    redis_link_subscribe(b->shard, redis_sub_on_message, "UNSUBSCRIBE", key) == 0) {
 				b->st = SUB_LEAVING;
 				b->sent_ns = clock_ns();
 			}

@@ -28,10 +28,11 @@
 #include <time.h>
 
 #include "log.h"
+#include "redis_sentinel.h"
 
 /* What a set-up reply answers (its privdata); scripts count up from REDIS_CONN_STEP_SCRIPT. */
 enum redis_conn_step { REDIS_CONN_STEP_AUTH, REDIS_CONN_STEP_SELECT, REDIS_CONN_STEP_PING,
-	REDIS_CONN_STEP_SCRIPT };
+	REDIS_CONN_STEP_ROLE, REDIS_CONN_STEP_SCRIPT };
 
 /*
  * A tracked command, in send order. While conn is set it is in conn's list and fn is
@@ -53,6 +54,10 @@ struct redis_conn {
 	struct event *retry_ev;		/* one-shot: the next attempt */
 	struct event *tick_ev;		/* persistent while an attempt or connection exists */
 	redisAsyncContext *ctx;		/* NULL between attempts */
+	struct redis_sentinel *sentinel;	/* a sentinel:// URL's resolver, else NULL */
+	bool resolving;			/* an attempt is asking the sentinels (ctx still NULL) */
+	char host[128];			/* the address being used: the URL's, or the one Sentinel gave */
+	int port;
 	bool up;			/* set-up done */
 	bool dropping;			/* inside redis_conn_drop(): no new attempt yet */
 	bool freeing;			/* redis_conn_free() was called: destroyed when holds is 0 */
@@ -101,6 +106,7 @@ redis_conn_ctx_reason(char *why, size_t whylen, const redisAsyncContext *ac, con
 static void
 redis_conn_destroy(struct redis_conn *c)
 {
+	redis_sentinel_free(c->sentinel);
 	if (c->retry_ev != NULL)
 		event_free(c->retry_ev);
 	if (c->tick_ev != NULL)
@@ -238,6 +244,22 @@ redis_conn_auth_reason(const struct redis_conn *c, const redisReply *r, char *wh
 		snprintf(why, whylen, "AUTH failed");
 }
 
+/* A primary from Sentinel must say it is one (a sentinel may be behind a failover). */
+static int
+redis_conn_check_role(const struct redis_conn *c, const redisReply *r, char *why, size_t whylen)
+{
+	if (r->type == REDIS_REPLY_ARRAY && r->elements > 0 && r->element[0]->type == REDIS_REPLY_STRING &&
+	    strcmp(r->element[0]->str, "master") == 0)
+		return 0;
+	if (r->type == REDIS_REPLY_ERROR)
+		redis_conn_reason(why, whylen, "ROLE: ", r->str, r->len);
+	else
+		snprintf(why, whylen, "%.40s:%d, which Sentinel gave for %.40s, is not a primary (ROLE %s)",
+		    c->host, c->port, c->o.url->master, r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+		    r->element[0]->type == REDIS_REPLY_STRING && r->element[0]->len < 16 ? r->element[0]->str : "?");
+	return -1;
+}
+
 /* Fills why for a set-up reply that is not what its step needs; returns -1 then. */
 static int
 redis_conn_check_setup(const struct redis_conn *c, uintptr_t step, const redisReply *r,
@@ -250,6 +272,8 @@ redis_conn_check_setup(const struct redis_conn *c, uintptr_t step, const redisRe
 			redis_conn_auth_reason(c, r, why, whylen);
 		return r->type == REDIS_REPLY_ERROR ? -1 : 0;
 	}
+	if (step == REDIS_CONN_STEP_ROLE)
+		return redis_conn_check_role(c, r, why, whylen);
 	if (step == REDIS_CONN_STEP_SELECT)
 		snprintf(prefix, sizeof prefix, "SELECT %d: ", c->o.url->db);
 	else
@@ -345,6 +369,8 @@ redis_conn_queue_setup(struct redis_conn *c)
 	if (!c->o.pubsub && u->db != 0 &&
 	    redis_conn_setup_cmd(c, REDIS_CONN_STEP_SELECT, "SELECT %d", u->db) == -1)
 		return -1;
+	if (c->sentinel != NULL && redis_conn_setup_cmd(c, REDIS_CONN_STEP_ROLE, "ROLE") == -1)
+		return -1;
 	for (i = 0; i < c->nscripts; i++)
 		if (redis_conn_setup_cmd(c, REDIS_CONN_STEP_SCRIPT + i, "SCRIPT LOAD %s", c->o.scripts[i]) == -1)
 			return -1;
@@ -354,9 +380,9 @@ redis_conn_queue_setup(struct redis_conn *c)
 	return 0;
 }
 
-/* One connection attempt; the set-up commands go out once the socket connects. */
+/* Connects to c->host:c->port (or the URL's socket); the set-up commands go out once it connects. */
 static void
-redis_conn_attempt(struct redis_conn *c)
+redis_conn_connect(struct redis_conn *c)
 {
 	const struct redis_url *u = c->o.url;
 	redisAsyncContext *ac;
@@ -366,10 +392,10 @@ redis_conn_attempt(struct redis_conn *c)
 	if (u->path[0] != '\0')
 		log_debug("%s: connecting to unix:%s", c->o.name, u->path);
 	else
-		log_debug("%s: connecting to %s:%d", c->o.name, u->host, u->port);
+		log_debug("%s: connecting to %s:%d", c->o.name, c->host, c->port);
 	c->started_ms = redis_conn_now_ms();
 	/* A host name is resolved here, blocking: getaddrinfo in hiredis's net.c. */
-	ac = u->path[0] ? redisAsyncConnectUnix(u->path) : redisAsyncConnect(u->host, u->port);
+	ac = u->path[0] ? redisAsyncConnectUnix(u->path) : redisAsyncConnect(c->host, c->port);
 	if (ac == NULL || ac->err) {
 		redis_conn_ctx_reason(why, sizeof why, ac, "cannot create a connection");
 		if (ac != NULL)
@@ -389,6 +415,50 @@ redis_conn_attempt(struct redis_conn *c)
 	event_add(c->tick_ev, &tick);
 }
 
+/* Sentinel's answer: connect to the primary it named, or count a failed attempt. */
+static void
+redis_conn_on_found(void *arg, const char *host, int port, const char *why)
+{
+	struct redis_conn *c = arg;
+
+	c->resolving = false;
+	if (host == NULL) {
+		redis_conn_lost(c, why, false);
+		return;
+	}
+	if (strcmp(host, c->host) != 0 || port != c->port)
+		log_info("%s: sentinel: master %s is at %s:%d", c->o.name, c->o.url->master, host, port);
+	snprintf(c->host, sizeof c->host, "%s", host);
+	c->port = port;
+	redis_conn_connect(c);
+}
+
+/* One connection attempt: through Sentinel's answer first for a sentinel:// URL. */
+static void
+redis_conn_attempt(struct redis_conn *c)
+{
+	if (c->sentinel == NULL) {
+		redis_conn_connect(c);
+		return;
+	}
+	c->resolving = true;
+	redis_sentinel_resolve(c->sentinel, redis_conn_on_found, c);
+}
+
+/* A sentinel announced a failover: leave an old primary now, and try the new one at once. */
+static void
+redis_conn_on_switch(void *arg, const char *host, int port)
+{
+	struct redis_conn *c = arg;
+	char why[REDIS_CONN_WHY_MAX];
+
+	if (c->ctx != NULL && (strcmp(host, c->host) != 0 || port != c->port)) {
+		snprintf(why, sizeof why, "sentinel: failover of %.63s to %.64s:%d", c->o.url->master, host, port);
+		redis_conn_fail(c, why);
+	}
+	redis_conn_retry_now(c);
+}
+
 /* The reconnect timer (also the first attempt's). */
 static void
 redis_conn_on_retry(evutil_socket_t fd, short what, void *arg)
@@ -397,7 +467,7 @@ redis_conn_on_retry(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (c->ctx == NULL && !c->freeing)
+	if (c->ctx == NULL && !c->resolving && !c->freeing)
 		redis_conn_attempt(c);
 }
 
@@ -442,6 +512,8 @@ redis_conn_new(struct event_base *base, const struct redis_conn_opts *opts)
 		c->nscripts++;
 	c->base = base;
 	c->backoff_ms = opts->backoff_min_ms;
+	snprintf(c->host, sizeof c->host, "%s", opts->url->host);
+	c->port = opts->url->port;
 	snprintf(c->errstr, sizeof c->errstr, "connecting");
 	if ((c->nscripts > 0 && (c->sha = calloc(c->nscripts, sizeof *c->sha)) == NULL) ||
 	    (c->retry_ev = evtimer_new(base, redis_conn_on_retry, c)) == NULL ||
@@ -449,6 +521,16 @@ redis_conn_new(struct event_base *base, const struct redis_conn_opts *opts)
 	    evtimer_add(c->retry_ev, &now) == -1) {
 		redis_conn_destroy(c);
 		return NULL;
+	}
+	if (opts->url->master[0] != '\0') {
+		struct redis_sentinel_opts so = {
+			.url = opts->url, .name = c->o.name, .timeout_ms = opts->connect_timeout_ms,
+			.switched = redis_conn_on_switch, .arg = c,
+		};
+		if ((c->sentinel = redis_sentinel_new(base, &so)) == NULL) {
+			redis_conn_destroy(c);
+			return NULL;
+		}
 	}
 	return c;
 }
@@ -461,6 +543,9 @@ redis_conn_free(struct redis_conn *c)
 		return;
 	c->freeing = true;
 	evtimer_del(c->retry_ev);
+	if (c->sentinel != NULL)
+		redis_sentinel_cancel(c->sentinel);
+	c->resolving = false;
 	redis_conn_drop(c, true);	/* destroys c, or its outermost running callback will */
 }
 
@@ -590,7 +675,7 @@ redis_conn_retry_now(struct redis_conn *c)
 {
 	struct timeval now = { 0, 0 };
 
-	if (c->ctx != NULL || c->dropping || c->freeing)
+	if (c->ctx != NULL || c->resolving || c->dropping || c->freeing)
 		return;
 	evtimer_del(c->retry_ev);
 	evtimer_add(c->retry_ev, &now);

@@ -14,26 +14,41 @@
  * KEYS: history stream, counts hash, notify channel.
  * ARGV: maxlen, ttl_ms, type, session, exclude_session, origin, data, alive key prefix.
  * Returns {id, subscribers}: the subscribers on live brokers the event is for.
+ *
+ * The first block is the interest check: a channel that no live broker counts a
+ * subscriber for (live) and that holds no history stores nothing and is announced to
+ * no one; it answers {"0-0", 0}. A per-channel key that means interest too (say, a
+ * push registration) is checked there, on the channel's shard (include/redis_shard.h),
+ * by setting interest. The history's TTL is renewed only by publishes that found a
+ * live subscriber, so a channel nobody subscribed to within history_ttl stops being
+ * stored once its history expires.
  */
 const char bus_publish_script[] =
-"local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',\n"
-"  't', ARGV[3], 's', ARGV[4], 'x', ARGV[5], 'o', ARGV[6], 'd', ARGV[7])\n"
-"local t = redis.call('TIME')\n"
-"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-"redis.call('XTRIM', KEYS[1], 'MINID', '~', string.format('%d', now - tonumber(ARGV[2])))\n"
-"redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
-"local n = 0\n"
+"-- interest: begin\n"
+"local n, live = 0, 0\n"
 "local f = redis.call('HGETALL', KEYS[2])\n"
 "for i = 1, #f, 2 do\n"
 "  local b, s, o = string.match(f[i], '^([^|]*)|([^|]*)|(.*)$')\n"
 "  local c = tonumber(f[i + 1]) or 0\n"
 "  if b == nil or c <= 0 or redis.call('EXISTS', ARGV[8] .. b) == 0 then\n"
 "    redis.call('HDEL', KEYS[2], f[i])\n"
-"  elseif (ARGV[4] == '' or s == ARGV[4]) and (ARGV[5] == '' or s ~= ARGV[5]) and\n"
-"      (ARGV[6] == '' or not string.find(',' .. o .. ',', ',' .. ARGV[6] .. ',', 1, true)) then\n"
-"    n = n + c\n"
+"  else\n"
+"    live = live + c\n"
+"    if (ARGV[4] == '' or s == ARGV[4]) and (ARGV[5] == '' or s ~= ARGV[5]) and\n"
+"        (ARGV[6] == '' or not string.find(',' .. o .. ',', ',' .. ARGV[6] .. ',', 1, true)) then\n"
+"      n = n + c\n"
+"    end\n"
 "  end\n"
 "end\n"
+"local interest = live > 0 or redis.call('EXISTS', KEYS[1]) == 1\n"
+"if not interest then return {'0-0', 0} end\n"
+"-- interest: end\n"
+"local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',\n"
+"  't', ARGV[3], 's', ARGV[4], 'x', ARGV[5], 'o', ARGV[6], 'd', ARGV[7])\n"
+"local t = redis.call('TIME')\n"
+"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+"redis.call('XTRIM', KEYS[1], 'MINID', '~', string.format('%d', now - tonumber(ARGV[2])))\n"
+"if live > 0 or redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end\n"
 "redis.call('PUBLISH', KEYS[3], id .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4] .. '\\n' ..\n"
 "  ARGV[5] .. '\\n' .. ARGV[6] .. '\\n' .. ARGV[7])\n"
 "return {id, n}\n";
@@ -48,7 +63,9 @@ const char bus_publish_script[] =
  * subscribers to base and still deliver everything published after the loss. An id counts as a position in the stream only if it is 0-0 with nothing
  * ever deleted, the newest deleted id, or at least the first retained entry: an older
  * id belongs to an earlier life of the stream (a Redis restart without persistence, or
- * an expired history), and what followed it there is lost.
+ * an expired history), and what followed it there is lost. So does an id inside the
+ * retained range that the stream does not hold: one that only an earlier primary had
+ * (published, not replicated, then a failover), whatever the new primary added since.
  */
 const char bus_replay_script[] =
 "local function parse(id)\n"
@@ -89,6 +106,7 @@ const char bus_replay_script[] =
 "local exact = not less(md, from)\n"
 "if not exact and first ~= nil and less(from, parse(first)) then return lost(last, maxdel) end\n"
 "if not exact and first == nil and ARGV[1] ~= last then return lost(last, maxdel) end\n"
+"if not exact and #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) == 0 then return lost(last, maxdel) end\n"
 "local e = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])\n"
 "if #e > 0 and e[#e][1] ~= last then return lost(last, maxdel) end\n"
 "return {'ok', last, e}\n";

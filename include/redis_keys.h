@@ -23,9 +23,11 @@
  *   <prefix>h:<channel>  stream: the channel's history (fields t, s, x, o, d)
  *   <prefix>n:<channel>  hash: "<broker>|<session>|<origins>" -> local subscriber count
  *   <prefix>c:<channel>  pub/sub channel: notification of each new event
- *   <prefix>b:<broker>   string with a TTL: the broker is alive
+ *   <prefix>b:<broker>   string with a TTL: the broker is alive (on every shard)
+ *   <prefix>p:<broker>   pub/sub channel: the broker's probe of its pub/sub connection
  */
-enum bus_key { BUS_KEY_HISTORY = 'h', BUS_KEY_COUNTS = 'n', BUS_KEY_NOTIFY = 'c', BUS_KEY_ALIVE = 'b' };
+enum bus_key { BUS_KEY_HISTORY = 'h', BUS_KEY_COUNTS = 'n', BUS_KEY_NOTIFY = 'c', BUS_KEY_ALIVE = 'b',
+	BUS_KEY_PROBE = 'p' };
 
 extern const char bus_publish_script[];
 extern const char bus_replay_script[];

@@ -73,9 +73,10 @@ check_group(const char *v, char *err, size_t errlen)
 static int
 check_redis(const char *v, char *err, size_t errlen)
 {
-	struct redis_url u;
+	struct redis_url u[REDIS_URL_SHARDS_MAX];
+	size_t n;
 
-	return redis_url_parse(v, &u, err, errlen);
+	return redis_url_parse_list(v, u, REDIS_URL_SHARDS_MAX, &n, err, errlen);
 }
 
 /*
@@ -186,8 +187,8 @@ const struct config_directive pusher_directives[POPT_COUNT] = {
 	    false, NULL, "socket receive buffer asked for (SO_RCVBUFFORCE as root, else capped by net.core.rmem_max)" },
 	[POPT_VIRTDOMAINS] = { "virtdomains", CONFIG_BOOL, 0, 1, "on", NULL, true, NULL,
 	    "read a trailing @domain in a Cyrus mailbox name as a virtual domain; turn off only if folder names end in @host.name and Cyrus has virtdomains off" },
-	[POPT_REDIS] = { "redis", CONFIG_STRING, 1, 255, "redis://127.0.0.1:6379", NULL, false,
-	    check_redis, "redis://[:password@]host:port[/db] or unix:/path[?db=N]: the Redis the brokers share" },
+	[POPT_REDIS] = { "redis", CONFIG_STRING, 1, 4000, "redis://127.0.0.1:6379", NULL, false,
+	    check_redis, "redis://[:password@]host:port[/db], unix:/path[?db=N] or sentinel://[:password@]host:port[,host:port...]/master[?db=N], or up to 16 of these separated by blanks (the shards, in the brokers' order): the Redis the brokers share" },
 	[POPT_REDIS_PREFIX] = { "redis_prefix", CONFIG_STRING, 0, 64, "ssepush:", NULL, false, NULL,
 	    "prefix of every Redis key and pub/sub channel: the brokers' redis_prefix" },
 	[POPT_HISTORY_SIZE] = { "history_size", CONFIG_INT, 1, 100000, "100", NULL, true, NULL,
@@ -218,6 +219,10 @@ const struct config_directive pusher_directives[POPT_COUNT] = {
 	    "file holding metrics_secret (one line; must not be readable by others)" },
 	[POPT_LOG_LEVEL] = { "log_level", CONFIG_ENUM, 0, 0, "info", log_levels, true, NULL,
 	    "error, warn, info or debug" },
+	[POPT_REDIS_MIN_REPLICAS] = { "redis_min_replicas", CONFIG_INT, 0, 16, "0", NULL, true, NULL,
+	    "a change event leaves the queue only once Redis's WAIT says this many replicas hold it (within redis_wait_ms), else it is sent again; 0 = once the primary has it" },
+	[POPT_REDIS_WAIT_MS] = { "redis_wait_ms", CONFIG_INT, 1, 300000, "1000", NULL, true, NULL,
+	    "milliseconds a publish waits for redis_min_replicas replicas (capped at half of the reply timeout)" },
 };
 
 /* Fills a coalescer config from c; its strings stay borrowed from c. */

@@ -62,6 +62,8 @@ enum popt {
 	POPT_METRICS_SECRET,
 	POPT_METRICS_SECRET_FILE,
 	POPT_LOG_LEVEL,
+	POPT_REDIS_MIN_REPLICAS,
+	POPT_REDIS_WAIT_MS,
 	POPT_COUNT
 };
 
@@ -107,6 +109,8 @@ struct queue_item {
 	bool sent;			/* handed to the current connection, reply pending */
 	bool was_sent;			/* handed to some connection before */
 	unsigned tries;			/* error replies so far */
+	bool stored;			/* the script stored it; waiting for WAIT (redis_pub.c) */
+	uint64_t wait_seq;		/* the WAIT that answers it, on its shard (redis_pub.c) */
 };
 
 struct queue {
@@ -158,6 +162,8 @@ void pub_kick(void);
 void pub_stop(void);
 bool pub_up(void);
 const char *pub_error(void);
+struct redis_conn;
+struct redis_conn *pub_conn_of(const char *channel);
 
 /* metrics.c */
 int metrics_check(const struct config *c, const char *path, config_error_fn *report, void *arg);

@@ -6,7 +6,7 @@
 #
 # Env: BUILD (build dir, default ../../build), OUT (default $BUILD/bench),
 #      BENCH_QUICK=1 (smaller scenarios, 2 rounds: under 3 minutes),
-#      BENCH_ROUNDS=N, BENCH_ONLY="a c" (run only these scenarios; a..i),
+#      BENCH_ROUNDS=N, BENCH_ONLY="a c" (run only these scenarios; a..i, g2),
 #      BENCH_SSEPUSH_FLAGS="--threads 64" (extra broker flags, to try a change).
 set -eu
 
@@ -17,7 +17,7 @@ BROKER=$BUILD/ssepush-broker
 LOADGEN=$BUILD/loadgen
 NCHAN_MODULE=${NCHAN_MODULE:-/usr/lib/nginx/modules/ngx_nchan_module.so}
 QUICK=${BENCH_QUICK:-0}
-ONLY=${BENCH_ONLY:-a b c d e f g h i}
+ONLY=${BENCH_ONLY:-a b c d e f g g2 h i}
 ADDRS=8			# client source addresses 127.0.0.2..127.0.0.9
 
 if [ "$QUICK" = 1 ]; then
@@ -47,6 +47,7 @@ SERVER_PIDS=""
 # Stops whatever this script started (by pid) and removes the temp dir.
 cleanup() {
 	stop_servers
+	stop_redis
 	rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -263,31 +264,42 @@ scenario_f() {
 	stop_servers
 }
 
-# Starts a redis-server on a free port for a Redis scenario; sets RPORT and REDIS_PID.
-REDIS_PID=""
+# Starts $1 redis-servers (default 1): REDIS_URLS lists them (blank-separated, the
+# brokers' `redis` value: one shard each), RPORT is the first one's port.
 start_redis() {
-	RPORT=$(free_port)
-	redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no \
-	    --dir "$TMP" > "$TMP/redis.log" 2>&1 &
-	REDIS_PID=$!
-	until redis-cli -p "$RPORT" ping > /dev/null 2>&1; do sleep 0.05; done
+	REDIS_URLS=""
+	REDIS_PIDS=""
+	RPORT=""
+	j=0
+	while [ $j -lt "${1:-1}" ]; do
+		p=$(free_port)
+		redis-server --port "$p" --bind 127.0.0.1 --save '' --appendonly no \
+		    --dir "$TMP" > "$TMP/redis$j.log" 2>&1 &
+		REDIS_PIDS="$REDIS_PIDS $!"
+		until redis-cli -p "$p" ping > /dev/null 2>&1; do sleep 0.05; done
+		RPORT=${RPORT:-$p}
+		REDIS_URLS="${REDIS_URLS:+$REDIS_URLS }redis://127.0.0.1:$p"
+		j=$((j + 1))
+	done
 }
 
-# Stops the redis-server of start_redis.
+# Stops the redis-servers of start_redis, by pid.
 stop_redis() {
-	kill "$REDIS_PID" 2>/dev/null || true
-	wait "$REDIS_PID" 2>/dev/null || true
-	REDIS_PID=""
+	for p in ${REDIS_PIDS:-}; do kill "$p" 2>/dev/null || true; done
+	for p in ${REDIS_PIDS:-}; do wait "$p" 2>/dev/null || true; done
+	REDIS_PIDS=""
 }
 
-# Starts $2 servers on the Redis of start_redis: $2 brokers, or nchan with $2 workers
-# on its Redis storage ($1 = server). Every broker's bus is up before any publish.
+# Starts $2 servers on the Redis of start_redis: $2 brokers (on every shard), or nchan
+# with $2 workers on its Redis storage, on the first one (nchan cannot shard plain
+# servers) ($1 = server). Every broker's bus is up on every shard before any publish.
 start_redis_servers() {
 	if [ "$1" = ssepush ]; then
-		start_ssepush "$2" --redis "redis://127.0.0.1:$RPORT"
+		start_ssepush "$2" --redis "$REDIS_URLS"
+		shards=$(echo $REDIS_URLS | wc -w)
 		for k in $(seq 0 $(($2 - 1))); do
 			i=0
-			until grep -q 'redis: connected' "$TMP/broker$k.log"; do
+			until [ "$(grep -c 'connected as broker' "$TMP/broker$k.log")" -ge "$shards" ]; do
 				i=$((i + 1))
 				[ $i -lt 200 ] || { cat "$TMP/broker$k.log" >&2; return 1; }
 				sleep 0.05
@@ -304,6 +316,17 @@ scenario_g() {
 	start_redis
 	start_redis_servers "$2" 3
 	load "$1" "$2" g --subs 50000 --channels 50000 --procs 4 --pub-conns 16 --pub-procs 2 \
+	    --stage "full:$N_FULL:0" --connect-timeout 120
+	stop_servers
+	stop_redis
+}
+
+# (g2) (g) over two redis-servers, each channel on one of them (the brokers' `redis`
+# lists both); nchan, which cannot shard plain servers, on the first.
+scenario_g2() {
+	start_redis 2
+	start_redis_servers "$2" 3
+	load "$1" "$2" g2 --subs 50000 --channels 50000 --procs 4 --pub-conns 16 --pub-procs 2 \
 	    --stage "full:$N_FULL:0" --connect-timeout 120
 	stop_servers
 	stop_redis
@@ -381,6 +404,7 @@ awk -F'\t' '
 		    "f storm_reconnect_s s until all reconnected|f storm_caughtup_s s until all caught up|" \
 		    "f lost events lost|f dup duplicates|" \
 		    "g full.deliv_rate events/s|g full.p99_ms p99 ms|g lost events lost|" \
+		    "g2 full.deliv_rate events/s|g2 full.p99_ms p99 ms|g2 lost events lost|" \
 		    "h connect_rate connections/s|h rss_per_sub_kb KB RSS per subscriber|h connected subscribers connected|" \
 		    "i fanout_ms ms until the last receipt|i fanout_rate deliveries/s (fan-out)|i bcast.p50_ms p50 ms|i lost events lost", rows, "|")
 	}
@@ -388,7 +412,8 @@ awk -F'\t' '
 	END {
 		names["a"] = "(a) idle 19k"; names["b"] = "(b) broadcast 10k"; names["c"] = "(c) unicast 19k"
 		names["d"] = "(d) publish only"; names["e"] = "(e) long-poll 1k"; names["f"] = "(f) reconnect storm"
-		names["g"] = "(g) Redis 3 procs"; names["h"] = "(h) idle 100k, 6 procs"
+		names["g"] = "(g) Redis 3 procs"; names["g2"] = "(g2) Redis 3 procs, 2 shards"
+		names["h"] = "(h) idle 100k, 6 procs"
 		names["i"] = "(i) broadcast 50k, 3 procs"
 		for (i = 1; rows[i] != ""; i++) {
 			split(rows[i], w, " "); key = w[1] " " w[2]

@@ -658,6 +658,7 @@ export function assertJsonError(r, status, what = '') {
 // into Redis the way the pusher does (EVALSHA of the script text in common/redis_keys.c).
 
 export const REDIS_SERVER = process.env.SSEPUSH_REDIS_SERVER || 'redis-server';
+export const REDIS_SENTINEL = process.env.SSEPUSH_REDIS_SENTINEL || 'redis-sentinel';
 
 /** Parses one RESP2 reply from buf at off; returns {value, end} or null when incomplete. */
 function respParse(buf, off = 0) {
@@ -790,6 +791,7 @@ export async function redisServer(opts = {}) {
       '--appendonly', persist ? 'yes' : 'no'];
     if (persist) argv.push('--appendfsync', 'always');
     if (r.sock) argv.push('--unixsocket', r.sock, '--unixsocketperm', '700');
+    if (opts.args) argv.push(...opts.args);
     if (!persist) {
       // Starting without persistence means starting empty, whatever an earlier run left.
       for (const f of ['appendonlydir', 'appendonly.aof', 'dump.rdb']) rmSync(path.join(dir, f), { recursive: true, force: true });
@@ -835,6 +837,108 @@ export async function redisServer(opts = {}) {
   /** Starts it again on the same socket/port and dir (persist: keep the AOF and load it). */
   r.restart = async (o = {}) => { if (r.running()) await r.stop(); return r.start(o); };
   return r;
+}
+
+/**
+ * A Sentinel group for tests: a primary and opts.replicas replicas (redis-server over TCP)
+ * and opts.sentinels sentinels (redis-sentinel, quorum 2) monitoring it as opts.name
+ * ("mymaster"), with a short down-after-milliseconds (opts.downAfterMs, 1000) so that a
+ * failover takes a second or two. Waits until every sentinel knows every replica and
+ * every other sentinel, so a failover can happen. Returns {name, servers (primary
+ * first), sentinels, url (sentinel://...), primary(), stop()}; primary() asks a
+ * sentinel which server is the primary now.
+ */
+export async function startSentinelGroup(opts = {}) {
+  const name = opts.name ?? 'mymaster';
+  const nrep = opts.replicas ?? 1;
+  const nsen = opts.sentinels ?? 3;
+  const downAfter = opts.downAfterMs ?? 1000;
+  const primary = await startRedis({ tcp: true, args: opts.args });
+  const servers = [primary];
+  for (let i = 0; i < nrep; i++) {
+    servers.push(await startRedis({ tcp: true, args: ['--replicaof', '127.0.0.1', String(primary.port),
+      '--repl-diskless-sync', 'yes', '--repl-diskless-sync-delay', '0', ...(opts.args || [])] }));
+  }
+  await waitFor(async () => {
+    const info = await redisCommand(primary.target, 'INFO', 'replication');
+    return new RegExp(`connected_slaves:${nrep}\\b`).test(info) &&
+      (info.match(/state=online/g) || []).length === nrep;
+  }, START_TIMEOUT, `${nrep} replicas online on the primary`);
+  const sentinels = [];
+  for (let i = 0; i < nsen; i++) {
+    const dir = tempDir();
+    const port = await freePort();
+    const conf = path.join(dir, 'sentinel.conf');
+    writeFileSync(conf, [`port ${port}`, 'bind 127.0.0.1', 'protected-mode no', `dir ${dir}`,
+      `sentinel monitor ${name} 127.0.0.1 ${primary.port} 2`,
+      `sentinel down-after-milliseconds ${name} ${downAfter}`,
+      `sentinel failover-timeout ${name} 3000`, `sentinel parallel-syncs ${name} 1`, ''].join('\n'));
+    const child = spawn(REDIS_SENTINEL, [conf], { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.add(child);
+    const sen = { port, target: { port }, child, pid: child.pid, logText: '', exitInfo: null };
+    child.stdout.setEncoding('utf8');
+    child.stderr.setEncoding('utf8');
+    child.stdout.on('data', (d) => { sen.logText += d; });
+    child.stderr.on('data', (d) => { sen.logText += d; });
+    child.once('exit', (code, signal) => { sen.exitInfo = { code, signal }; children.delete(child); });
+    sen.log = () => sen.logText;
+    sen.stop = async () => {
+      if (sen.exitInfo) return;
+      process.kill(child.pid, 'SIGTERM');
+      await waitExit(child, STOP_TIMEOUT);
+    };
+    await waitFor(async () => {
+      if (sen.exitInfo) throw new Error(`redis-sentinel exited ${JSON.stringify(sen.exitInfo)}: ${sen.logText}`);
+      return (await redisCommand(sen.target, 'PING')) === 'PONG';
+    }, START_TIMEOUT, 'redis-sentinel to answer PING', () => sen.logText);
+    sentinels.push(sen);
+  }
+  await waitFor(async () => {
+    for (const sen of sentinels) {
+      const reps = await redisCommand(sen.target, 'SENTINEL', 'REPLICAS', name);
+      const others = await redisCommand(sen.target, 'SENTINEL', 'SENTINELS', name);
+      if (reps.length !== nrep || others.length !== nsen - 1) return false;
+    }
+    return true;
+  }, 20000, 'every sentinel to know every replica and every other sentinel', null, 100);
+  const g = { name, servers, sentinels };
+  g.url = `sentinel://${sentinels.map((x) => `127.0.0.1:${x.port}`).join(',')}/${name}`;
+  /** The server the sentinels name as primary now (asked of the first one that answers). */
+  g.primary = async () => {
+    for (const sen of sentinels) {
+      if (sen.exitInfo) continue;
+      try {
+        const [, port] = await redisCommand(sen.target, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', name);
+        return servers.find((x) => x.port === Number(port));
+      } catch { /* the next one */ }
+    }
+    return null;
+  };
+  /** Stops the sentinels, then every server still running. */
+  g.stop = async () => {
+    for (const sen of sentinels) await sen.stop();
+    for (const r of servers) if (r.running()) await r.stop();
+  };
+  return g;
+}
+
+const U64 = (1n << 64n) - 1n;
+/**
+ * The shard that holds a channel among n (common/redis_shard.c, written again here so a
+ * test can check where keys land): jump consistent hash of the name's 64-bit FNV-1a.
+ */
+export function redisShardOf(name, n) {
+  if (n <= 1) return 0;
+  let key = 0xcbf29ce484222325n;
+  for (const c of Buffer.from(name, 'utf8')) key = ((key ^ BigInt(c)) * 0x100000001b3n) & U64;
+  let b = -1;
+  let j = 0;
+  while (j < n) {
+    b = j;
+    key = (key * 2862933555777941757n + 1n) & U64;
+    j = Math.floor((b + 1) * (2147483648 / Number((key >> 33n) + 1n)));
+  }
+  return b;
 }
 
 /** redisServer(opts), started. */

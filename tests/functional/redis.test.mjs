@@ -189,11 +189,17 @@ test('replay on another broker: an id older than the history gets reset "expired
   const streams = [];
   try {
     const ch = 'old';
+    // A subscriber while the history is written: a channel nobody subscribes to stores
+    // nothing (interest, in the publish script), and this test is about ids in a history.
+    const holder = await subscribe(A, `/events/${ch}`);
+    await waitRedisCount(r, ch, 1);
     const first = await publishOk(A, ch, 'first');
     // The stream is trimmed with MAXLEN ~ (whole nodes of about 100 entries), so publish
     // well past history_size for the first entries to be gone.
     let last = null;
     for (let i = 0; i < 300; i++) last = await publishOk(A, ch, `x${i}`);
+    holder.close();
+    await waitRedisCount(r, ch, 0);
     const head = await redisCommand(r.target, 'XRANGE', `ssepush:h:${ch}`, '-', '+', 'COUNT', 1);
     assert.ok(head.length === 1 && compareStreamIds(head[0][0], first.id) > 0,
       `precondition: Redis still holds the first event after 300 more (head ${JSON.stringify(head[0]?.[0])}, first ${first.id})`);

@@ -267,6 +267,68 @@ static void test_long_port(void **state)
 	parse_bad("redis://[::1]:6379", "host must be");
 }
 
+/* sentinel:// with one and several sentinels, a password, a database and every bad shape. */
+static void test_sentinel(void **state)
+{
+	struct redis_url u;
+
+	(void)state;
+	parse_ok("sentinel://127.0.0.1:26379/mymaster", &u);
+	assert_string_equal(u.master, "mymaster");
+	assert_int_equal(u.nsentinels, 1);
+	assert_string_equal(u.sentinels[0].host, "127.0.0.1");
+	assert_int_equal(u.sentinels[0].port, 26379);
+	assert_string_equal(u.host, "");
+	assert_string_equal(u.path, "");
+	parse_ok("sentinel://:" SECRET "@a:1,b.example:2,10.0.0.3:3/m-1.x_y?db=4", &u);
+	assert_string_equal(u.password, SECRET);
+	assert_int_equal(u.nsentinels, 3);
+	assert_string_equal(u.sentinels[1].host, "b.example");
+	assert_int_equal(u.sentinels[2].port, 3);
+	assert_string_equal(u.master, "m-1.x_y");
+	assert_int_equal(u.db, 4);
+	parse_ok("sentinel://a:1,a:2,a:3,a:4,a:5,a:6,a:7,a:8/m", &u);
+	assert_int_equal(u.nsentinels, 8);
+	parse_bad("sentinel://a:1,a:2,a:3,a:4,a:5,a:6,a:7,a:8,a:9/m", "at most 8 sentinels");
+	parse_bad("sentinel://a:1", "/<master-name> expected");
+	parse_bad("sentinel://a:1/", "master name");
+	parse_bad("sentinel://a:1/m/x", "master name");
+	parse_bad("sentinel://a:1,/m", "host:port expected");
+	parse_bad("sentinel://a:1,b/m", "host:port expected");
+	parse_bad("sentinel://a:0/m", "bad port");
+	parse_bad("sentinel://a:1/m?db=x", "only ?db=N");
+	parse_bad("sentinel://:" SECRET "@a:99999/m", "bad port");
+}
+
+/* Lists: blank-separated, in order, bounded, no server twice, errors naming the position. */
+static void test_list(void **state)
+{
+	struct redis_url u[REDIS_URL_SHARDS_MAX];
+	char err[160] = "", desc[256];
+	size_t n = 0;
+
+	(void)state;
+	assert_int_equal(redis_url_parse_list("  redis://a:1 \tunix:/s?db=2 sentinel://c:3,d:4/m ", u,
+	    REDIS_URL_SHARDS_MAX, &n, err, sizeof err), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(u[0].host, "a");
+	assert_string_equal(u[1].path, "/s");
+	assert_string_equal(u[2].master, "m");
+	redis_url_describe(&u[2], desc, sizeof desc);
+	assert_string_equal(desc, "sentinel m via c:3");
+	redis_url_describe(&u[1], desc, sizeof desc);
+	assert_string_equal(desc, "unix:/s");
+	assert_int_equal(redis_url_parse_list("redis://a:1 redis://a:1", u, 4, &n, err, sizeof err), -1);
+	assert_non_null(strstr(err, "same Redis"));
+	assert_int_equal(redis_url_parse_list("redis://a:1/1 redis://a:1/2", u, 4, &n, err, sizeof err), 0);
+	assert_int_equal(redis_url_parse_list("redis://a:1 redis://b:2 redis://c:3", u, 2, &n, err, sizeof err), -1);
+	assert_non_null(strstr(err, "at most 2"));
+	assert_int_equal(redis_url_parse_list("redis://a:1 redis://:" SECRET "@b", u, 4, &n, err, sizeof err), -1);
+	assert_non_null(strstr(err, "URL 2: "));
+	assert_null(strstr(err, SECRET));
+	assert_int_equal(redis_url_parse_list("  ", u, 4, &n, err, sizeof err), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -282,6 +344,8 @@ int main(void)
 		cmocka_unit_test(test_lengths),
 		cmocka_unit_test(test_trailing),
 		cmocka_unit_test(test_long_port),
+		cmocka_unit_test(test_sentinel),
+		cmocka_unit_test(test_list),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
