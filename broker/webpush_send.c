@@ -216,15 +216,17 @@ webpush_offer(const struct publish_req *req, const char *id, unsigned subscriber
 	ev->len = req->len;
 	ev->subscribers = subscribers;
 	ev->published_ms = send_now_ms();
+	if (ev->data != NULL) {
+		memcpy(ev->data, req->data, req->len);
+		ev->data[req->len] = '\0';
+	}
+	/* complete before it is queued: the sender thread may take it at once */
 	if (ev->channel == NULL || ev->id == NULL || ev->type == NULL || ev->data == NULL ||
 	    send_enqueue(it, true) == -1) {
 		webpush_event_free(ev);
 		free(it);
 		atomic_fetch_add(&m_dropped, 1);
-		return;
 	}
-	memcpy(ev->data, req->data, req->len);
-	ev->data[req->len] = '\0';
 }
 
 /*

@@ -69,7 +69,9 @@ export async function startWebPushTesting() {
   const post = async (p, body) => {
     const r = await fetch(`${origin}${p}`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body ?? {}) });
     const text = await r.text();
-    return { status: r.status, json: text ? JSON.parse(text) : null };
+    let json = null;
+    try { json = JSON.parse(text); } catch { json = text; }
+    return { status: r.status, json };
   };
   return {
     origin,
