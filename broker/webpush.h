@@ -49,6 +49,7 @@
 #define WEBPUSH_HEARTBEAT_MS 1000	/* Redis: a sender touches what it works on this often */
 
 struct sockaddr;
+struct event_base;
 
 /* One registration: a browser's PushSubscription for a channel. */
 struct webpush_reg {
@@ -74,6 +75,9 @@ struct webpush_event {
 	unsigned refs;			/* sends still out, +1 while being expanded (sender thread) */
 };
 
+/* Hands an event and the registrations (n, borrowed) of its channel to the sender; takes ev. */
+typedef void webpush_push_fn(struct webpush_event *ev, struct webpush_reg *regs, size_t n);
+
 /* A registration job's answer: an HTTP status and the id (or a reason). */
 typedef void webpush_job_done(void *arg, unsigned status, const char *text);
 
@@ -87,6 +91,7 @@ char *webpush_reg_dump(const struct webpush_reg *r);
 int webpush_reg_load(const char *json, size_t len, struct webpush_reg *r);
 bool webpush_addr_public(const struct sockaddr *sa);
 void webpush_new_id(char out[WEBPUSH_ID_LEN + 1]);
+void webpush_event_free(struct webpush_event *ev);
 
 /* webpush_store.c (standalone; sender thread but webpush_store_interested) */
 int webpush_store_open(const char *path, unsigned max_per_channel);
@@ -106,13 +111,10 @@ int webpush_submit(struct webpush_reg *reg, const char *channel, const char *id,
     webpush_job_done *done, void *arg);
 const char *webpush_public_key(void);
 void webpush_metrics(FILE *f);
-struct event_base *webpush_base(void);
 void webpush_push_event(struct webpush_event *ev, struct webpush_reg *regs, size_t n);
-void webpush_event_free(struct webpush_event *ev);
-void webpush_count_removed(void);
 
 /* webpush_redis.c (sender thread) */
-int webpush_redis_start(struct event_base *base);
+int webpush_redis_start(struct event_base *base, webpush_push_fn *push);
 void webpush_redis_stop(void);
 void webpush_redis_register(struct webpush_reg *r, webpush_job_done *done, void *arg);
 void webpush_redis_unregister(const char *channel, const char *id, webpush_job_done *done, void *arg);

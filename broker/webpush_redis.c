@@ -74,6 +74,7 @@ static struct {
 	char cursor[48];		/* XAUTOCLAIM's */
 	struct wr_entry *entries;
 	size_t nentries;
+	webpush_push_fn *push;		/* the sender's: a callback, so this file never calls up */
 } r;
 
 static void wr_poll_later(long ms);
@@ -162,7 +163,7 @@ wr_on_regs(redisAsyncContext *ac, void *reply, void *priv)
 		if (rep->element[i]->type == REDIS_REPLY_STRING &&
 		    webpush_reg_load(rep->element[i]->str, rep->element[i]->len, &regs[n]) == 0)
 			n++;
-	webpush_push_event(ev, regs, n);	/* acknowledges when its last message is done */
+	r.push(ev, regs, n);	/* acknowledged when its last message is done */
 	free(regs);
 }
 
@@ -387,7 +388,7 @@ wr_down(struct redis_conn *c, const char *why, void *arg)
 
 /* Opens the connection on the sender's base; 0 or -1. */
 int
-webpush_redis_start(struct event_base *base)
+webpush_redis_start(struct event_base *base, webpush_push_fn *push)
 {
 	struct redis_conn_opts o = {
 		.url = &r.url, .name = "redis (web push)", .scripts = scripts,
@@ -397,6 +398,7 @@ webpush_redis_start(struct event_base *base)
 	char err[160];
 	size_t i;
 
+	r.push = push;
 	if (redis_url_parse(opt_str(OPT_REDIS), &r.url, err, sizeof err) == -1) {
 		log_error("webpush: redis: %s", err);
 		return -1;

@@ -454,6 +454,21 @@ webpush_reg_load(const char *json, size_t len, struct webpush_reg *r)
 	return rc;
 }
 
+/* Frees an event; accepts NULL. */
+void
+webpush_event_free(struct webpush_event *ev)
+{
+	if (ev == NULL)
+		return;
+	free(ev->channel);
+	free(ev->id);
+	free(ev->type);
+	free(ev->session);
+	free(ev->exclude_session);
+	free(ev->data);
+	free(ev);
+}
+
 /* A new random registration id (base64url of 16 bytes). */
 void
 webpush_new_id(char out[WEBPUSH_ID_LEN + 1])

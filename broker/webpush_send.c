@@ -115,35 +115,6 @@ webpush_public_key(void)
 	return s.public_b64;
 }
 
-/* The sender's event base (for webpush_redis.c). */
-struct event_base *
-webpush_base(void)
-{
-	return s.base;
-}
-
-/* Counts a registration removed after a 404 or 410. */
-void
-webpush_count_removed(void)
-{
-	atomic_fetch_add(&m_removed, 1);
-}
-
-/* Frees an event; accepts NULL. */
-void
-webpush_event_free(struct webpush_event *ev)
-{
-	if (ev == NULL)
-		return;
-	free(ev->channel);
-	free(ev->id);
-	free(ev->type);
-	free(ev->session);
-	free(ev->exclude_session);
-	free(ev->data);
-	free(ev);
-}
-
 /* Drops a reference; the last one finishes the event (Redis: acknowledged). */
 static void
 send_event_release(struct webpush_event *ev)
@@ -519,7 +490,7 @@ send_unregister(const struct send *m)
 		webpush_redis_remove(m->reg.channel, m->reg.id);
 	else
 		webpush_store_remove(m->reg.channel, m->reg.id);
-	webpush_count_removed();
+	atomic_fetch_add(&m_removed, 1);
 }
 
 /* Takes a send out of the multi and the in-flight list. */
@@ -830,7 +801,7 @@ webpush_start(void)
 	curl_multi_setopt(s.multi, CURLMOPT_SOCKETFUNCTION, send_sock_cb);
 	curl_multi_setopt(s.multi, CURLMOPT_TIMERFUNCTION, send_timer_cb);
 	curl_multi_setopt(s.multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)opt(OPT_WEBPUSH_CONCURRENCY));
-	if (s.redis ? webpush_redis_start(s.base) == -1 :
+	if (s.redis ? webpush_redis_start(s.base, webpush_push_event) == -1 :
 	    webpush_store_open(opt_str(OPT_WEBPUSH_STORE), (unsigned)opt(OPT_WEBPUSH_MAX_PER_CHANNEL)) == -1)
 		return -1;
 	s.on = true;
