@@ -58,7 +58,7 @@ LEAF_OBJ := $(filter-out $(BUILD)/common/redis_conn.o,$(COMMON_SRC:%.c=$(BUILD)/
 LEAF_OBJ += $(BUILD)/broker/event.o $(BUILD)/broker/wheel.o $(BUILD)/broker/direct.o \
 	$(BUILD)/broker/jobq.o
 # Served by the broker (broker/static.c), embedded at build time by broker/www/embed.sh.
-WWW := broker/www/ssepush.js broker/www/ssepush.mjs broker/www/demo.html
+WWW := broker/www/ssepush.js broker/www/ssepush.mjs broker/www/demo.html broker/www/ssepush-sw.js
 # Man pages, built from man/*.in by $(BUILD)/mangen, which links the directive tables.
 MAN_SRC := $(wildcard man/*.in)
 MAN_PAGES := $(MAN_SRC:man/%.in=$(BUILD)/man/%)
