@@ -236,6 +236,8 @@ webpush_store_close(void)
 	struct store_channel *c, *next;
 	size_t b;
 
+	/* a publishing thread may still ask webpush_store_interested() */
+	pthread_rwlock_wrlock(&table_lock);
 	for (b = 0; b < STORE_BUCKETS; b++) {
 		for (c = table[b]; c != NULL; c = next) {
 			next = c->next;
@@ -244,6 +246,7 @@ webpush_store_close(void)
 		}
 		table[b] = NULL;
 	}
+	pthread_rwlock_unlock(&table_lock);
 	total = 0;
 	free(store_path);
 	store_path = NULL;

@@ -41,13 +41,17 @@ export function webpushArgs(keyFile, origins, extra = {}) {
   return Object.entries(o).filter(([, v]) => v !== undefined).flatMap(([k, v]) => [`--${k}`, String(v)]);
 }
 
-/** Listens on 127.0.0.1 on a free port; resolves the port. */
+/**
+ * Listens on 127.0.0.1 on a free port; resolves the port. The server does not keep
+ * the test process alive (unref), so a failed test that never closes it still ends.
+ */
 async function listenLoopback(server) {
   const port = await freePort();
   await new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, '127.0.0.1', resolve);
   });
+  server.unref();
   return port;
 }
 

@@ -58,8 +58,7 @@ test('two brokers on one Redis: registrations shared, each event sent once, push
     const over = await fetch(`${a.url}/webpush/full`, { method: 'POST', body: JSON.stringify(dec.subscription('f9')) });
     assert.equal(over.status, 201, 'under the default limit of 20');
   } finally {
-    await stopAll([a, b], r);
-    await dec.close();
+    try { await stopAll([a, b], r); } finally { await dec.close(); }
   }
 });
 
@@ -83,8 +82,7 @@ test('webpush_when offline: a stream on the other broker counts', async () => {
     await until(() => dec.received('o1').length === 1, 'the offline event');
     assert.deepEqual(ids(dec.received('o1')), [p.id]);
   } finally {
-    await stopAll([a, b], r);
-    await dec.close();
+    try { await stopAll([a, b], r); } finally { await dec.close(); }
   }
 });
 
@@ -121,7 +119,6 @@ test('SIGKILL of the sending broker before the push service answered: the other 
     const bad = await register(b, 'carol', { endpoint: 'https://evil.example.com/x', keys: dec.subscription('k1').keys });
     assert.equal(bad.status, 400);
   } finally {
-    await stopAll(b ? [b] : [], r);
-    await dec.close();
+    try { await stopAll(b ? [b] : [], r); } finally { await dec.close(); }
   }
 });

@@ -63,8 +63,7 @@ test('web-push-testing receives the event, decrypted and VAPID-checked by the se
     await publishOk(b, 'alice@example.com', 'three');
     assert.equal((await wpt.messages(sub.clientHash)).length, 1);
   } finally {
-    await b.stop();
-    await wpt.close();
+    try { await b.stop(); } finally { await wpt.close(); }
   }
 });
 
@@ -106,8 +105,7 @@ test('the message decrypts with http_ece; headers and the VAPID token are as RFC
     const other = await jose.generateKeyPair('ES256');
     await assert.rejects(jose.jwtVerify(auth[1], other.publicKey, { algorithms: ['ES256'] }));
   } finally {
-    await b.stop();
-    await dec.close();
+    try { await b.stop(); } finally { await dec.close(); }
   }
 });
 
@@ -142,8 +140,7 @@ test('429 with Retry-After delays the retry; 5xx is retried; 404 removes; types 
     assert.ok(metricValue(m, 'ssepush_webpush_retries_total') >= 3);
     assert.equal(statusCount(m, 429), 1);
   } finally {
-    await b.stop();
-    await dec.close();
+    try { await b.stop(); } finally { await dec.close(); }
   }
 });
 
@@ -173,8 +170,7 @@ test('webpush_when offline skips events an open stream received; always sends th
     await until(() => dec.received('e1').length === 1, 'always: pushed although a stream got it');
     s.close();
   } finally {
-    await b.stop();
-    await dec.close();
+    try { await b.stop(); } finally { await dec.close(); }
   }
 });
 
@@ -199,8 +195,7 @@ test('a payload over 3993 bytes becomes a short notice naming the event', async 
     assert.equal(JSON.parse(m2.plaintext).data.length, fit, 'sent whole');
     assert.equal(m2.body.length, 4096);
   } finally {
-    await b.stop();
-    await dec.close();
+    try { await b.stop(); } finally { await dec.close(); }
   }
 });
 
@@ -273,8 +268,7 @@ test('registration: validation, the allow-list, private addresses, limits, DELET
     await until(() => dec.received('g1').some((m) => m.plaintext && JSON.parse(m.plaintext).id === p.id), 'g1 after the restart');
     assert.equal(dec.received('g2').length, 0, 'the deleted one stays deleted');
   } finally {
-    await b.stop();
-    await dec.close();
+    try { await b.stop(); } finally { await dec.close(); }
   }
 });
 
@@ -299,8 +293,7 @@ test('registration is authenticated exactly like subscribing (auth token)', asyn
     const del = await http(b.port, '/webpush/ivan/AAAAAAAAAAAAAAAAAAAAAA', { method: 'DELETE' });
     assert.equal(del.status, 401);
   } finally {
-    await b.stop();
-    await dec.close();
+    try { await b.stop(); } finally { await dec.close(); }
   }
 });
 
