@@ -82,12 +82,12 @@ http_access(void *cls, struct MHD_Connection *conn, const char *url, const char 
 	if (*req_cls == &headers_seen)
 		*req_cls = NULL;
 	http_log_request(method, url);
+	if (strncmp(url, "/webpush/", 9) == 0)	/* registrations: authenticated as subscribing; their own preflight */
+		return webpush_http_handle(conn, url, method, upload, upload_size, req_cls);
 	if (strcmp(method, MHD_HTTP_METHOD_OPTIONS) == 0 && *opt_str(OPT_CORS_ORIGINS) != '\0')
 		return reply_preflight(conn, strncmp(url, HTTP_EVENTS, strlen(HTTP_EVENTS)) == 0,
 		    serves_publish && (strcmp(url, HTTP_PUBLISH) == 0 ||
 		    strncmp(url, HTTP_PUBLISH "/", strlen(HTTP_PUBLISH) + 1) == 0));
-	if (strncmp(url, "/webpush/", 9) == 0)	/* registrations: authenticated as subscribing */
-		return webpush_http_handle(conn, url, method, upload, upload_size, req_cls);
 	if (http_route(url, HTTP_EVENTS, &rest)) {
 		if (!get)
 			return reply_method_not_allowed(conn, "GET");

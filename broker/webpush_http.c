@@ -52,6 +52,27 @@ webpush_http_key(struct MHD_Connection *conn, const char *method)
 	return reply_json(conn, MHD_HTTP_OK, body);
 }
 
+/* OPTIONS (a cross-origin page registering): 204 for a cors_origins origin, else 403. */
+static enum MHD_Result
+webpush_http_preflight(struct MHD_Connection *conn)
+{
+	const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+
+	if (origin == NULL || *opt_str(OPT_CORS_ORIGINS) == '\0' || !cors_allowed(origin))
+		return reply_error(conn, MHD_HTTP_FORBIDDEN, "origin not allowed");
+	if ((r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT)) == NULL)
+		return MHD_NO;
+	cors_headers(conn, r);
+	MHD_add_response_header(r, "Access-Control-Allow-Methods", "GET, POST, DELETE");
+	MHD_add_response_header(r, "Access-Control-Allow-Headers", "Authorization, Content-Type");
+	MHD_add_response_header(r, "Access-Control-Max-Age", "600");
+	ret = conn_queue(conn, MHD_HTTP_NO_CONTENT, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
 /* The job's answer (sender thread); the last of it and the handler resumes. */
 static void
 webpush_http_answered(void *arg, unsigned status, const char *text)
@@ -161,6 +182,8 @@ webpush_http_handle(struct MHD_Connection *conn, const char *url, const char *me
 	if (w == NULL) {
 		if (!webpush_enabled())
 			return reply_error(conn, MHD_HTTP_NOT_FOUND, "web push is off");
+		if (strcmp(method, MHD_HTTP_METHOD_OPTIONS) == 0)
+			return webpush_http_preflight(conn);
 		if (strcmp(url, WEBPUSH_PREFIX "key") == 0)
 			return webpush_http_key(conn, method);
 		return webpush_http_begin(conn, url, method, req_cls);

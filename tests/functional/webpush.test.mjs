@@ -342,3 +342,23 @@ test('configuration: webpush on needs a key, a subject and a store; bad values a
     '--webpush_vapid_key_file', sec1]);
   assert.equal(r.code, 0, r.stderr);
 });
+
+test('a page of a cors_origins origin may register (preflight, then the answer carries CORS headers)', async () => {
+  const dec = await startDecryptingService();
+  const b = await startBroker([...webpushArgs(await vapidKeyFile(), [dec.origin]), '--cors_origins', 'https://mail.example.com']);
+  try {
+    const pre = await http(b.port, '/webpush/judy', { method: 'OPTIONS', headers: { Origin: 'https://mail.example.com',
+      'Access-Control-Request-Method': 'POST', 'Access-Control-Request-Headers': 'content-type' } });
+    assert.equal(pre.status, 204);
+    assert.equal(pre.headers['access-control-allow-origin'], 'https://mail.example.com');
+    assert.match(pre.headers['access-control-allow-methods'], /POST/);
+    assert.match(pre.headers['access-control-allow-headers'], /Content-Type/);
+    const other = await http(b.port, '/webpush/judy', { method: 'OPTIONS', headers: { Origin: 'https://evil.example.com' } });
+    assert.equal(other.status, 403);
+    const r = await register(b, 'judy', dec.subscription('j1'), {}, { Origin: 'https://mail.example.com' });
+    assert.equal(r.status, 201);
+    assert.equal(r.headers.get('access-control-allow-origin'), 'https://mail.example.com');
+  } finally {
+    try { await b.stop(); } finally { await dec.close(); }
+  }
+});
