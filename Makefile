@@ -13,7 +13,7 @@ SYSCONFDIR ?= /etc
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 BUILD ?= build
 CC ?= cc
-PKGS := libmicrohttpd jansson hiredis libevent libjwt
+PKGS := libmicrohttpd jansson hiredis libevent libjwt libcurl libcrypto
 
 WARN := -Wall -Wextra -Wformat=2 -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wpointer-arith -Wwrite-strings -Wundef
@@ -58,7 +58,7 @@ LEAF_OBJ := $(filter-out $(BUILD)/common/redis_conn.o $(BUILD)/common/redis_sent
 LEAF_OBJ += $(BUILD)/broker/event.o $(BUILD)/broker/wheel.o $(BUILD)/broker/direct.o \
 	$(BUILD)/broker/jobq.o
 # Served by the broker (broker/static.c), embedded at build time by broker/www/embed.sh.
-WWW := broker/www/ssepush.js broker/www/ssepush.mjs broker/www/demo.html
+WWW := broker/www/ssepush.js broker/www/ssepush.mjs broker/www/demo.html broker/www/ssepush-sw.js
 # Man pages, built from man/*.in by $(BUILD)/mangen, which links the directive tables.
 MAN_SRC := $(wildcard man/*.in)
 MAN_PAGES := $(MAN_SRC:man/%.in=$(BUILD)/man/%)
@@ -129,6 +129,13 @@ $(BUILD)/tests/%: tests/unit/%.c $(LEAF_OBJ) $(BUILD)/.flags
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(FINAL_CFLAGS) $(PKG_CFLAGS) $(FINAL_LDFLAGS) $< $(LEAF_OBJ) -lcmocka $(JANSSON_LIBS) -o $@
+
+# Web push's crypto is a leaf of its own (OpenSSL): only its tests link it.
+$(BUILD)/tests/test_webpush%: tests/unit/test_webpush%.c $(LEAF_OBJ) $(BUILD)/broker/webpush_crypto.o $(BUILD)/.flags
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(FINAL_CFLAGS) $(PKG_CFLAGS) $(FINAL_LDFLAGS) $< $(LEAF_OBJ) $(BUILD)/broker/webpush_crypto.o \
+		-lcmocka $(JANSSON_LIBS) $(shell pkg-config --libs libcrypto 2>/dev/null) -o $@
 
 deps:
 	@packaging/install-deps.sh build

@@ -19,6 +19,7 @@
 #include "fanout.h"
 #include "log.h"
 #include "stream.h"
+#include "webpush.h"
 
 static atomic_ullong seq_counter;		/* last seq handed out */
 static char boot[BROKER_BOOT_HEX + 1];	/* this process's id prefix */
@@ -117,6 +118,7 @@ local_publish(const struct publish_req *req, bus_publish_done *done, void *arg)
 		return;
 	}
 	atomic_fetch_add(&counters.published, 1);
+	webpush_offer(req, id, (unsigned)n);	/* devices without a stream (a no-op unless registered) */
 	done(arg, 0, id, (unsigned)n);
 }
 

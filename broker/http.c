@@ -10,6 +10,7 @@
 
 #include "log.h"
 #include "stream.h"
+#include "webpush.h"
 
 #define HTTP_EVENTS "/events/"
 #define HTTP_PUBLISH "/publish"
@@ -55,6 +56,8 @@ http_access(void *cls, struct MHD_Connection *conn, const char *url, const char 
 		return publish_handle(conn, url, upload, upload_size, req_cls);	/* body chunk, or resumed */
 	if (*req_cls != NULL && *(enum req_kind *)*req_cls == REQ_STREAM)
 		return subscribe_resumed(conn, *req_cls);	/* the join answered */
+	if (*req_cls != NULL && *(enum req_kind *)*req_cls == REQ_WEBPUSH)
+		return webpush_http_handle(conn, url, method, upload, upload_size, req_cls);
 	if (*req_cls != NULL && *(enum req_kind *)*req_cls == REQ_BAD_LINE) {
 		*req_cls = NULL;
 		return reply_error(conn, MHD_HTTP_BAD_REQUEST, "NUL byte in the request line");
@@ -81,6 +84,8 @@ http_access(void *cls, struct MHD_Connection *conn, const char *url, const char 
 	if (*req_cls == &headers_seen)
 		*req_cls = NULL;
 	http_log_request(method, url);
+	if (strncmp(url, "/webpush/", 9) == 0)	/* registrations: authenticated as subscribing; their own preflight */
+		return webpush_http_handle(conn, url, method, upload, upload_size, req_cls);
 	if (strcmp(method, MHD_HTTP_METHOD_OPTIONS) == 0 && *opt_str(OPT_CORS_ORIGINS) != '\0')
 		return reply_preflight(conn, strncmp(url, HTTP_EVENTS, strlen(HTTP_EVENTS)) == 0,
 		    serves_publish && (strcmp(url, HTTP_PUBLISH) == 0 ||
@@ -125,5 +130,7 @@ http_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 		subscribe_completed((struct stream *)kind);
 	else if (*kind == REQ_PUBLISH)
 		publish_free(kind);
+	else if (*kind == REQ_WEBPUSH)
+		webpush_http_free(kind);
 	*req_cls = NULL;	/* REQ_HEADERS: a static marker, nothing to free */
 }

@@ -19,6 +19,7 @@
 #include "channel.h"
 #include "log.h"
 #include "stream.h"
+#include "webpush.h"
 
 static const char *config_path;
 static int override_argc;
@@ -31,13 +32,15 @@ usage(FILE *out)
 {
 	fprintf(out, "usage: ssepush-broker [-f file] [-n] [-v] [-V] [-h] [--directive value ...]\n"
 	    "       ssepush-broker [-f file] --mint-token CHANNEL [--session S] [--ttl SECONDS]\n"
+	    "       ssepush-broker --webpush-genkey\n"
 	    "  -f file  read this configuration file\n"
 	    "  -n       check the configuration, print \"configuration OK\" and exit\n"
 	    "  -v       log at debug level\n"
 	    "  -V       print the version and exit\n"
 	    "  -h       print this help and the directives\n"
 	    "  --mint-token CHANNEL  print a subscriber token signed with token_secret\n"
-	    "           (--session: its sid; --ttl: seconds it stays valid, default 3600)\n\n");
+	    "           (--session: its sid; --ttl: seconds it stays valid, default 3600)\n"
+	    "  --webpush-genkey  print a new VAPID key (PEM P-256) for webpush_vapid_key_file\n\n");
 	config_print_defaults(broker_directives, OPT_COUNT, out);
 }
 
@@ -49,7 +52,9 @@ load_config(config_error_fn *report)
 	struct config *c = config_load(broker_directives, OPT_COUNT, config_path, override_argc,
 	    override_argv, report, NULL);
 
-	if (c != NULL && auth_check_config(c, config_path, report, NULL) != 0) {
+	/* both checks run, so one run reports every error */
+	if (c != NULL && ((auth_check_config(c, config_path, report, NULL) != 0) |
+	    (webpush_check_config(c, config_path, report, NULL) != 0))) {
 		config_free(c);
 		return NULL;
 	}
@@ -130,6 +135,7 @@ shutdown_broker(void)
 
 	log_info("terminating");
 	shard_quiesce_all();
+	webpush_stop();		/* registration requests it holds get their answers and resume */
 	bus->stop();		/* requests waiting on Redis get their answers and resume */
 	stream_end_all(false);
 	while (atomic_load(&counters.streams) > 0 && waited < BROKER_STOP_GRACE_MS) {
@@ -213,6 +219,8 @@ parse_flags(int argc, char **argv)
 	for (i = 1; i < argc; i++) {
 		if (parse_mint_flag(argc, argv, &i)) {
 			continue;
+		} else if (strcmp(argv[i], "--webpush-genkey") == 0) {
+			exit(webpush_key_print_new(stdout) == 0 ? 0 : 1);
 		} else if (strncmp(argv[i], "--", 2) == 0) {
 			if (override_argc + 2 > (int)(sizeof rest / sizeof rest[0]))
 				fatal("command line: too many arguments");
@@ -301,7 +309,7 @@ main(int argc, char **argv)
 	/* The one place that chooses the bus: nothing else asks which one is active. */
 	bus = *opt_str(OPT_REDIS) != '\0' ? &bus_redis : &bus_local;
 	if (channel_table_init(bus->floor) == -1 ||
-	    bus->start() == -1 || watcher_start() == -1 || shard_start_all() == -1)
+	    bus->start() == -1 || watcher_start() == -1 || webpush_start() == -1 || shard_start_all() == -1)
 		fatal("start-up failed");
 	log_info("ready: listening on %s", shard_listen_addr());
 	signal_loop(&set);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "bus.h"
+#include "webpush.h"
 #include "channel.h"
 #include "names.h"
 
@@ -98,6 +99,7 @@ ops_metrics(struct MHD_Connection *conn)
 	ops_heads(f);
 	ops_metric(f, "slow_readers_total", "counter", "Streams ended because their socket took nothing for request_timeout while data waited.", atomic_load(&counters.slow_readers));
 	bus->metrics(f);
+	webpush_metrics(f);
 	ops_histogram(f);
 	fclose(f);
 	ret = buf ? reply_text(conn, "text/plain; version=0.0.4; charset=utf-8", buf, len) : MHD_NO;

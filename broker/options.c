@@ -18,6 +18,8 @@ struct config *broker_config;
 
 static const char *const auth_modes[] = { "none", "token", "proxy", NULL };
 static const char *const log_levels[] = LOG_LEVEL_NAMES;
+static const char *const webpush_whens[] = { "offline", "always", NULL };
+static const char *const webpush_urgencies[] = { "very-low", "low", "normal", "high", NULL };
 
 /* Accepts "host:port", "[v6]:port" or "*:port" with a numeric host; "" where allowed. */
 static int
@@ -201,6 +203,35 @@ const struct config_directive broker_directives[OPT_COUNT] = {
 	    "a publish is answered as accepted only once Redis's WAIT says this many replicas hold it (within redis_wait_ms), else 503 (the publisher may retry; the event may still arrive); 0 = once the primary has it" },
 	[OPT_REDIS_WAIT_MS] = { "redis_wait_ms", CONFIG_INT, 1, 300000, "1000", NULL, true, NULL,
 	    "milliseconds a publish waits for redis_min_replicas replicas (capped at half of redis_timeout)" },
+	/* web push: the checks that need the whole configuration are webpush_check_config's */
+	[OPT_WEBPUSH] = { "webpush", CONFIG_BOOL, 0, 1, "off", NULL, false, NULL,
+	    "Web Push (RFC 8030/8291/8292): POST /webpush/<channel> registers a browser's PushSubscription, and the channel's events are sent to its push service" },
+	[OPT_WEBPUSH_VAPID_KEY_FILE] = { "webpush_vapid_key_file", CONFIG_STRING, 0, 1024, "", NULL, false, NULL,
+	    "PEM P-256 private key signing VAPID tokens (openssl ecparam -name prime256v1 -genkey -noout, or ssepush-broker --webpush-genkey; must not be readable by others)" },
+	[OPT_WEBPUSH_SUBJECT] = { "webpush_subject", CONFIG_STRING, 0, 255, "", NULL, false, NULL,
+	    "the VAPID sub claim push services contact you by: mailto:address or an https: URL" },
+	[OPT_WEBPUSH_ENDPOINTS] = { "webpush_endpoints", CONFIG_STRING, 1, 2048,
+	    "https://fcm.googleapis.com https://updates.push.services.mozilla.com https://web.push.apple.com https://*.notify.windows.com",
+	    NULL, false, NULL,
+	    "origins of the push services registrations may use (scheme://host[:port], *. for any subdomain); only an exact entry written here allows http: or a private or loopback address" },
+	[OPT_WEBPUSH_WHEN] = { "webpush_when", CONFIG_ENUM, 0, 0, "offline", webpush_whens, true, NULL,
+	    "offline: push an event only when no open stream of its channel received it; always: every event" },
+	[OPT_WEBPUSH_STORE] = { "webpush_store", CONFIG_STRING, 0, 1024, "", NULL, false, NULL,
+	    "standalone: the file keeping registrations across restarts (replaced atomically); required with webpush on and no redis" },
+	[OPT_WEBPUSH_TTL] = { "webpush_ttl", CONFIG_SECONDS, 0, 2419200, "1d", NULL, true, NULL,
+	    "TTL of a push message: how long the push service keeps it for a device that is offline" },
+	[OPT_WEBPUSH_URGENCY] = { "webpush_urgency", CONFIG_ENUM, 0, 0, "normal", webpush_urgencies, true, NULL,
+	    "Urgency of a push message (RFC 8030 5.3) unless the event's JSON payload names one (\"urgency\")" },
+	[OPT_WEBPUSH_MAX_PER_CHANNEL] = { "webpush_max_per_channel", CONFIG_INT, 1, 1000, "20", NULL, true, NULL,
+	    "registrations one channel may hold; beyond it 429" },
+	[OPT_WEBPUSH_QUEUE] = { "webpush_queue", CONFIG_INT, 1, 1000000, "10000", NULL, false, NULL,
+	    "push messages waiting to be sent (or retried); beyond it new ones are dropped and counted" },
+	[OPT_WEBPUSH_CONCURRENCY] = { "webpush_concurrency", CONFIG_INT, 1, 1000, "32", NULL, false, NULL,
+	    "push requests in flight at once (each holds a connection, that is an open file)" },
+	[OPT_WEBPUSH_RETRIES] = { "webpush_retries", CONFIG_INT, 0, 20, "5", NULL, true, NULL,
+	    "retries of a message the push service answered 5xx or 429 (or could not be reached), with backoff from 1 s doubling; Retry-After is honoured" },
+	[OPT_WEBPUSH_RECLAIM] = { "webpush_reclaim", CONFIG_SECONDS, 1, 3600, "30", NULL, false, NULL,
+	    "Redis: seconds an event a broker took from the push queue may go untouched before another broker takes it over (the first one died)" },
 	[OPT_DEMO] = { "demo", CONFIG_BOOL, 0, 1, "off", NULL, true, NULL,
 	    "serve the demo page at / (a live event view and a publish form; /ssepush.js is always served)" },
 };

@@ -1,6 +1,6 @@
 /*
  * The files embedded at build time from broker/www/ (see www/embed.sh): /ssepush.js and
- * /ssepush.mjs always, the demo page at / only while the demo directive is on. Answers
+ * /ssepush.mjs (and web push's /ssepush-sw.js) always, the demo page at / only while the demo directive is on. Answers
  * GET and HEAD with an ETag (304 on a matching If-None-Match) and is the router's
  * fallback, so it also owns the 404 for every unknown path.
  */
@@ -10,6 +10,7 @@
 
 #define STATIC_CACHE "public, max-age=300"	/* then revalidated with the ETag */
 #define STATIC_DEMO "/demo.html"
+#define STATIC_SW "/ssepush-sw.js"		/* web push's service worker, beside ssepush.js */
 
 /* Finds an embedded file by URL path, or NULL. */
 static const struct www_file *
@@ -68,7 +69,7 @@ static_handle(struct MHD_Connection *conn, const char *url, const char *method)
 	if (demo)
 		f = opt(OPT_DEMO) ? static_find(STATIC_DEMO) : NULL;
 	else
-		f = strncmp(url, "/ssepush.", 9) == 0 ? static_find(url) : NULL;
+		f = strncmp(url, "/ssepush.", 9) == 0 || strcmp(url, STATIC_SW) == 0 ? static_find(url) : NULL;
 	if (f == NULL)
 		return reply_error(conn, MHD_HTTP_NOT_FOUND, "not found");
 	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)

@@ -11,8 +11,9 @@
 #include <string.h>
 
 /*
- * KEYS: history stream, counts hash, notify channel.
- * ARGV: maxlen, ttl_ms, type, session, exclude_session, origin, data, alive key prefix.
+ * KEYS: history stream, counts hash, notify channel, web push registrations hash.
+ * ARGV: maxlen, ttl_ms, type, session, exclude_session, origin, data, alive key prefix,
+ * web push queue stream.
  * Returns {id, subscribers}: the subscribers on live brokers the event is for.
  *
  * The first block is the interest check: a channel that no live broker counts a
@@ -40,7 +41,8 @@ const char bus_publish_script[] =
 "    end\n"
 "  end\n"
 "end\n"
-"local interest = live > 0 or redis.call('EXISTS', KEYS[1]) == 1\n"
+"local interest = live > 0 or redis.call('EXISTS', KEYS[1]) == 1 or\n"
+"  (KEYS[4] ~= nil and redis.call('EXISTS', KEYS[4]) == 1)\n"
 "if not interest then return {'0-0', 0} end\n"
 "-- interest: end\n"
 "local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',\n"
@@ -51,6 +53,13 @@ const char bus_publish_script[] =
 "if live > 0 or redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end\n"
 "redis.call('PUBLISH', KEYS[3], id .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4] .. '\\n' ..\n"
 "  ARGV[5] .. '\\n' .. ARGV[6] .. '\\n' .. ARGV[7])\n"
+"-- web push (broker/webpush_redis.c): a channel with registrations queues the event\n"
+"-- for one sender among the brokers (a consumer group); n lets webpush_when offline skip it\n"
+"if KEYS[4] ~= nil and ARGV[9] ~= nil and redis.call('EXISTS', KEYS[4]) == 1 then\n"
+"  redis.call('XADD', ARGV[9], 'MAXLEN', '~', '100000', '*', 'k', KEYS[4], 'i', id,\n"
+"    't', ARGV[3], 's', ARGV[4], 'x', ARGV[5], 'd', ARGV[7], 'n', n)\n"
+"end\n"
+"-- end of web push\n"
 "return {id, n}\n";
 
 /*
@@ -133,6 +142,15 @@ bus_key(char *out, size_t outlen, const char *prefix, enum bus_key tag, const ch
 	return n < 0 || (size_t)n >= outlen ? 0 : (size_t)n;
 }
 
+/* The web push queue stream, "<prefix>wq": one per Redis server (shard), read by the brokers' senders. */
+size_t
+bus_webpush_queue_key(char *out, size_t outlen, const char *prefix)
+{
+	int n = snprintf(out, outlen, "%swq", prefix);
+
+	return n < 0 || (size_t)n >= outlen ? 0 : (size_t)n;
+}
+
 /* Both daemons publish through this, so the script's KEYS/ARGV order lives here only. */
 int
 bus_publish_args(struct bus_publish_args *a, const char *sha, const char *prefix,
@@ -143,27 +161,31 @@ bus_publish_args(struct bus_publish_args *a, const char *sha, const char *prefix
 	if (bus_key(a->keys[0], BUS_KEY_MAX, prefix, BUS_KEY_HISTORY, m->channel) == 0 ||
 	    bus_key(a->keys[1], BUS_KEY_MAX, prefix, BUS_KEY_COUNTS, m->channel) == 0 ||
 	    bus_key(a->keys[2], BUS_KEY_MAX, prefix, BUS_KEY_NOTIFY, m->channel) == 0 ||
-	    bus_key(a->alive, BUS_KEY_MAX, prefix, BUS_KEY_ALIVE, "") == 0)
+	    bus_key(a->keys[3], BUS_KEY_MAX, prefix, BUS_KEY_WEBPUSH, m->channel) == 0 ||
+	    bus_key(a->alive, BUS_KEY_MAX, prefix, BUS_KEY_ALIVE, "") == 0 ||
+	    bus_webpush_queue_key(a->webpush_queue, BUS_KEY_MAX, prefix) == 0)
 		return -1;
 	snprintf(a->maxlen, sizeof a->maxlen, "%lld", history_size);
 	snprintf(a->ttl_ms, sizeof a->ttl_ms, "%lld", history_ttl_s * 1000);
 	a->argv[0] = "EVALSHA";
 	a->argv[1] = sha;
-	a->argv[2] = "3";
+	a->argv[2] = "4";
 	a->argv[3] = a->keys[0];
 	a->argv[4] = a->keys[1];
 	a->argv[5] = a->keys[2];
-	a->argv[6] = a->maxlen;
-	a->argv[7] = a->ttl_ms;
-	a->argv[8] = m->type != NULL && *m->type != '\0' ? m->type : "message";
-	a->argv[9] = m->session != NULL ? m->session : "";
-	a->argv[10] = m->exclude_session != NULL ? m->exclude_session : "";
-	a->argv[11] = m->origin != NULL ? m->origin : "";
-	a->argv[12] = m->data;
-	a->argv[13] = a->alive;
+	a->argv[6] = a->keys[3];
+	a->argv[7] = a->maxlen;
+	a->argv[8] = a->ttl_ms;
+	a->argv[9] = m->type != NULL && *m->type != '\0' ? m->type : "message";
+	a->argv[10] = m->session != NULL ? m->session : "";
+	a->argv[11] = m->exclude_session != NULL ? m->exclude_session : "";
+	a->argv[12] = m->origin != NULL ? m->origin : "";
+	a->argv[13] = m->data;
+	a->argv[14] = a->alive;
+	a->argv[15] = a->webpush_queue;
 	for (i = 0; i < BUS_PUBLISH_ARGC; i++)
 		a->lens[i] = strlen(a->argv[i]);
-	a->lens[12] = m->len;
+	a->lens[13] = m->len;
 	return 0;
 }
 

@@ -25,9 +25,11 @@
  *   <prefix>c:<channel>  pub/sub channel: notification of each new event
  *   <prefix>b:<broker>   string with a TTL: the broker is alive (on every shard)
  *   <prefix>p:<broker>   pub/sub channel: the broker's probe of its pub/sub connection
+ *   <prefix>w:<channel>  hash: web push registration id -> its JSON (broker/webpush_redis.c)
+ *   <prefix>wq           stream: events for web push, read by a consumer group of brokers
  */
 enum bus_key { BUS_KEY_HISTORY = 'h', BUS_KEY_COUNTS = 'n', BUS_KEY_NOTIFY = 'c', BUS_KEY_ALIVE = 'b',
-	BUS_KEY_PROBE = 'p' };
+	BUS_KEY_PROBE = 'p', BUS_KEY_WEBPUSH = 'w' };
 
 extern const char bus_publish_script[];
 extern const char bus_replay_script[];
@@ -35,12 +37,14 @@ extern const char bus_counts_script[];
 
 /* Writes "<prefix><tag>:<name>"; returns its length, or 0 if it does not fit. */
 size_t bus_key(char *out, size_t outlen, const char *prefix, enum bus_key tag, const char *name);
+/* Writes the web push queue stream's key; returns its length, or 0 if it does not fit. */
+size_t bus_webpush_queue_key(char *out, size_t outlen, const char *prefix);
 /* Packs "ms-seq" into an ordered key; returns 0, or -1 if it is not a usable stream id. */
 int bus_id_parse(const char *id, size_t len, uint64_t *key);
 /* Formats a key back into "ms-seq". */
 void bus_id_format(char *out, size_t outlen, uint64_t key);
 
-#define BUS_PUBLISH_ARGC 14
+#define BUS_PUBLISH_ARGC 16
 
 /* One event to publish; NULL strings are sent as "" (type "" as message). */
 struct bus_message {
@@ -50,8 +54,9 @@ struct bus_message {
 
 /* An EVALSHA of the publish script, ready for redisAsyncCommandArgv; argv borrows from it and from the message. */
 struct bus_publish_args {
-	char keys[3][BUS_KEY_MAX];
+	char keys[4][BUS_KEY_MAX];
 	char alive[BUS_KEY_MAX];
+	char webpush_queue[BUS_KEY_MAX];
 	char maxlen[24], ttl_ms[24];
 	const char *argv[BUS_PUBLISH_ARGC];
 	size_t lens[BUS_PUBLISH_ARGC];

@@ -713,6 +713,110 @@
 			this.onerror(this.error);
 	};
 
+	/* --- Web Push: for devices that hold no stream (the broker's webpush on) --------- */
+
+	/* The broker's URL for path: base ('' = this page's origin) + path. */
+	function webPushUrl(base, path) {
+		return (base || '').replace(/\/+$/, '') + path;
+	}
+
+	/* base64url (applicationServerKey from GET /webpush/key) to bytes. */
+	function webPushKeyBytes(b64) {
+		var s = b64.replace(/-/g, '+').replace(/_/g, '/'), raw, out, i;
+		while (s.length % 4)
+			s += '=';
+		raw = atob(s);
+		out = new Uint8Array(raw.length);
+		for (i = 0; i < raw.length; i++)
+			out[i] = raw.charCodeAt(i);
+		return out;
+	}
+
+	/* Headers of a registration request: JSON, plus the token as a subscribe would send it. */
+	function webPushHeaders(o) {
+		var h = { 'Content-Type': 'application/json' }, k;
+		if (o.token)
+			h.Authorization = 'Bearer ' + o.token;
+		for (k in o.headers || {})
+			h[k] = o.headers[k];
+		return h;
+	}
+
+	/* Rejects with the broker's JSON reason ({status, reason}) for a refused request. */
+	function webPushCheck(res) {
+		if (res.ok)
+			return res.status === 204 ? null : res.json();
+		return res.json().catch(function () { return {}; }).then(function (j) {
+			var e = new Error('ssepush web push: ' + res.status + ' ' + (j.error || res.statusText));
+			e.status = res.status;
+			e.reason = j.error || '';
+			throw e;
+		});
+	}
+
+	/*
+	 * Registers a PushSubscription (a PushSubscription or its toJSON()) for options.channel
+	 * with the broker: POST /webpush/<channel>, authenticated as subscribing (options.token,
+	 * or the cookie with credentials). options: {base, channel, token, headers, types,
+	 * session, credentials}. Resolves {channel, id}.
+	 */
+	SsePush.webPushRegister = function (subscription, options) {
+		var o = options || {}, body = subscription && subscription.toJSON ? subscription.toJSON() : subscription;
+		body = JSON.parse(JSON.stringify(body || {}));
+		if (o.types)
+			body.types = o.types;
+		if (o.session)
+			body.session = o.session;
+		return fetch(webPushUrl(o.base, '/webpush/' + encodeURIComponent(o.channel)), {
+			method: 'POST', headers: webPushHeaders(o), body: JSON.stringify(body),
+			credentials: o.credentials || 'same-origin'
+		}).then(webPushCheck);
+	};
+
+	/* Removes a registration: DELETE /webpush/<channel>/<id>. Resolves null. */
+	SsePush.webPushUnregister = function (id, options) {
+		var o = options || {};
+		return fetch(webPushUrl(o.base, '/webpush/' + encodeURIComponent(o.channel) + '/' + encodeURIComponent(id)), {
+			method: 'DELETE', headers: webPushHeaders(o), credentials: o.credentials || 'same-origin'
+		}).then(webPushCheck);
+	};
+
+	/*
+	 * The whole browser side: asks for notification permission, registers the service
+	 * worker (options.serviceWorker, default the broker's /ssepush-sw.js, which shows a
+	 * notification per push), subscribes through PushManager with the broker's VAPID key
+	 * (GET /webpush/key) and registers the subscription (webPushRegister's options).
+	 * Resolves {channel, id, subscription}; rejects where push is unsupported or refused.
+	 */
+	SsePush.webPush = function (options) {
+		var o = options || {}, reg;
+		if (typeof navigator === 'undefined' || !navigator.serviceWorker || typeof PushManager === 'undefined')
+			return Promise.reject(new Error('ssepush web push: this browser has no Push API'));
+		return Promise.resolve(typeof Notification !== 'undefined' && Notification.permission !== 'granted' ?
+		    Notification.requestPermission() : 'granted').then(function (perm) {
+			if (perm !== 'granted')
+				throw new Error('ssepush web push: notifications not allowed');
+			return navigator.serviceWorker.register(o.serviceWorker || webPushUrl(o.base, '/ssepush-sw.js'),
+			    o.scope ? { scope: o.scope } : undefined);
+		}).then(function () {
+			return navigator.serviceWorker.ready;
+		}).then(function (r) {
+			reg = r;
+			return fetch(webPushUrl(o.base, '/webpush/key'), { credentials: o.credentials || 'same-origin' })
+			    .then(webPushCheck);
+		}).then(function (k) {
+			return reg.pushManager.getSubscription().then(function (old) {
+				return old || reg.pushManager.subscribe({ userVisibleOnly: true,
+				    applicationServerKey: webPushKeyBytes(k.key) });
+			});
+		}).then(function (sub) {
+			return SsePush.webPushRegister(sub, o).then(function (r) {
+				return { channel: r.channel, id: r.id, subscription: sub };
+			});
+		});
+	};
+	SsePush._webPushKeyBytes = webPushKeyBytes;
+
 	SsePush.SseParser = SseParser;
 	SsePush.DEFAULTS = DEFAULTS;
 	return SsePush;

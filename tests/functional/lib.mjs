@@ -989,10 +989,11 @@ export async function redisPublish(target, channel, data, opts = {}) {
   const sha = createHash('sha1').update(script, 'utf8').digest('hex');
   const loaded = await redisCommand(target, 'SCRIPT', 'LOAD', script);
   assert.equal(loaded, sha, 'SCRIPT LOAD returned a SHA other than sha1 of the script text');
-  const r = await redisCommand(target, 'EVALSHA', sha, 3,
-    `${prefix}h:${channel}`, `${prefix}n:${channel}`, `${prefix}c:${channel}`,
+  const r = await redisCommand(target, 'EVALSHA', sha, 4,
+    `${prefix}h:${channel}`, `${prefix}n:${channel}`, `${prefix}c:${channel}`, `${prefix}w:${channel}`,
     opts.history_size ?? 100, (opts.history_ttl ?? 600) * 1000, opts.type ?? 'message',
-    opts.session ?? '', opts.exclude_session ?? '', opts.origin ?? '', data, `${prefix}b:`);
+    opts.session ?? '', opts.exclude_session ?? '', opts.origin ?? '', data, `${prefix}b:`,
+    `${prefix}wq`);
   assert.ok(Array.isArray(r) && r.length === 2, `EVALSHA publish reply ${JSON.stringify(r)}`);
   return { id: r[0], subscribers: r[1] };
 }

@@ -1,0 +1,124 @@
+// Web push in Redis mode: registrations live in Redis (made on one broker, used by
+// another), events from any broker and from the shared publish script (as the pusher
+// writes them) reach the push queue stream, two brokers in one consumer group send
+// each message once, webpush_when offline counts streams on every broker, and when
+// the sending broker is SIGKILLed before the push service answered, the other one
+// takes the entry over and sends it.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import {
+  startRedis, startRedisBroker, publishOk, redisPublish, redisCommand, subscribeReady, waitRedisCount,
+  stopAll, WAIT,
+} from './lib.mjs';
+import { vapidKeyFile, webpushArgs, startDecryptingService, registerOk, register, until } from './webpush-lib.mjs';
+
+/** Ids of the events a subscription's messages carried, in arrival order. */
+const ids = (got) => got.map((m) => JSON.parse(m.plaintext).id);
+
+test('two brokers on one Redis: registrations shared, each event sent once, pusher-style publishes too', async () => {
+  const r = await startRedis();
+  const dec = await startDecryptingService();
+  const key = await vapidKeyFile();
+  const args = webpushArgs(key, [dec.origin], { webpush_store: undefined });
+  const a = await startRedisBroker(r, args);
+  const b = await startRedisBroker(r, args);
+  try {
+    await a.waitLog(/webpush: redis connected/);
+    await b.waitLog(/webpush: redis connected/);
+    const id = await registerOk(a, 'alice', dec.subscription('r1'));
+    const hash = await redisCommand(r.target, 'HGETALL', 'ssepush:w:alice');
+    assert.equal(hash[0], id, 'the registration is in Redis');
+    assert.equal(JSON.parse(hash[1]).endpoint, dec.subscription('r1').endpoint);
+    const sent = [];
+    for (let i = 0; i < 20; i++) sent.push((await publishOk(i % 2 ? a : b, 'alice', `e${i}`)).id);
+    sent.push((await redisPublish(r.target, 'alice', 'from the pusher')).id);
+    await until(() => dec.received('r1').length >= sent.length, `${sent.length} messages`, WAIT * 3);
+    // Each message once (wait a little longer for a duplicate that should never come).
+    await until(async () => (await redisCommand(r.target, 'XLEN', 'ssepush:wq')) === 0, 'the queue drained and acknowledged');
+    await until(async () => {
+      const p = await redisCommand(r.target, 'XPENDING', 'ssepush:wq', 'webpush');
+      return p[0] === 0;
+    }, 'nothing pending in the group');
+    assert.deepEqual([...ids(dec.received('r1'))].sort(), [...sent].sort());
+    const fromPusher = dec.received('r1').map((m) => JSON.parse(m.plaintext)).find((m) => m.id === sent.at(-1));
+    assert.equal(fromPusher.data, 'from the pusher');	// two senders: arrival order is not publish order
+    // Both brokers are consumers of the one group.
+    const consumers = await redisCommand(r.target, 'XINFO', 'CONSUMERS', 'ssepush:wq', 'webpush');
+    assert.equal(consumers.length, 2);
+    // DELETE through the other broker; then nothing more is sent.
+    const del = await fetch(`${b.url}/webpush/alice/${id}`, { method: 'DELETE' });
+    assert.equal(del.status, 204);
+    assert.equal(await redisCommand(r.target, 'EXISTS', 'ssepush:w:alice'), 0);
+    await publishOk(a, 'alice', 'after delete');
+    assert.equal(await redisCommand(r.target, 'XLEN', 'ssepush:wq'), 0, 'a channel without registrations queues nothing');
+    // The limit holds across brokers.
+    for (let i = 0; i < 3; i++) await registerOk(i % 2 ? a : b, 'full', dec.subscription(`f${i}`));
+    const over = await fetch(`${a.url}/webpush/full`, { method: 'POST', body: JSON.stringify(dec.subscription('f9')) });
+    assert.equal(over.status, 201, 'under the default limit of 20');
+  } finally {
+    try { await stopAll([a, b], r); } finally { await dec.close(); }
+  }
+});
+
+test('webpush_when offline: a stream on the other broker counts', async () => {
+  const r = await startRedis();
+  const dec = await startDecryptingService();
+  const key = await vapidKeyFile();
+  const args = webpushArgs(key, [dec.origin], { webpush_store: undefined });
+  const a = await startRedisBroker(r, args);
+  const b = await startRedisBroker(r, args);
+  try {
+    await a.waitLog(/webpush: redis connected/);
+    await registerOk(a, 'bob', dec.subscription('o1'));
+    const s = await subscribeReady(b, 'bob');
+    await waitRedisCount(r, 'bob', 1);
+    const seen = await publishOk(a, 'bob', 'a stream got it');
+    assert.equal(seen.subscribers, 1);
+    s.close();
+    await waitRedisCount(r, 'bob', 0);
+    const p = await publishOk(a, 'bob', 'offline');
+    await until(() => dec.received('o1').length === 1, 'the offline event');
+    assert.deepEqual(ids(dec.received('o1')), [p.id]);
+  } finally {
+    try { await stopAll([a, b], r); } finally { await dec.close(); }
+  }
+});
+
+test('SIGKILL of the sending broker before the push service answered: the other broker sends it', async () => {
+  const r = await startRedis();
+  const dec = await startDecryptingService();
+  const key = await vapidKeyFile();
+  const args = webpushArgs(key, [dec.origin], { webpush_reclaim: 2, webpush_store: undefined });
+  const a = await startRedisBroker(r, args);
+  let b;
+  try {
+    await a.waitLog(/webpush: redis connected/);
+    await registerOk(a, 'carol', dec.subscription('k1'));
+    dec.hold('k1');
+    const p = await publishOk(a, 'carol', 'must arrive');
+    await until(() => dec.received('k1').length === 1, 'a holds the request open');
+    b = await startRedisBroker(r, args);
+    await b.waitLog(/webpush: redis connected/);
+    const pending = await redisCommand(r.target, 'XPENDING', 'ssepush:wq', 'webpush');
+    assert.equal(pending[0], 1, 'the entry is pending with a');
+    a.signal('SIGKILL');
+    await a.exited();
+    dec.release('k1');
+    await until(() => dec.received('k1').length === 2, 'b takes the entry over and sends it', WAIT * 3);
+    assert.deepEqual(ids(dec.received('k1')), [p.id, p.id]);
+    assert.equal(dec.received('k1')[1].status, 201);
+    await b.waitLog(/taking over queue entry/);
+    await until(async () => (await redisCommand(r.target, 'XPENDING', 'ssepush:wq', 'webpush'))[0] === 0,
+      'b acknowledged it');
+    // Nothing more: a third copy never comes once b acknowledged.
+    await publishOk(b, 'carol', 'next');
+    await until(() => dec.received('k1').length === 3, 'the next event, once');
+    assert.equal(JSON.parse(dec.received('k1')[2].plaintext).data, 'next');
+    const bad = await register(b, 'carol', { endpoint: 'https://evil.example.com/x', keys: dec.subscription('k1').keys });
+    assert.equal(bad.status, 400);
+  } finally {
+    try { await stopAll(b ? [b] : [], r); } finally { await dec.close(); }
+  }
+});
