@@ -239,6 +239,7 @@ void watcher_forget(struct stream *s);
 void subscribe_allow_direct(bool on);
 enum MHD_Result subscribe_start(struct MHD_Connection *conn, const char *version,
     const char *channel, size_t len, void **req_cls);
+int subscribe_ping_arg(const char *v, unsigned *ping);
 enum MHD_Result subscribe_resumed(struct MHD_Connection *conn, struct stream *s);
 void subscribe_completed(struct stream *s);
 

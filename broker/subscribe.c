@@ -54,23 +54,32 @@ subscribe_keepalive(int fd)
 		log_debug("tcp keepalive: %s", strerror(errno));
 }
 
-/* Reads ?ping= (clamped to [ping_min, ping_max]; 0 = none); -1 if bad. */
-static int
+/*
+ * Reads ?ping= into *ping: absent, the ping_interval default; 0, no pings; any other
+ * decimal, clamped to [ping_min, ping_max] (DESIGN.md, RFC 8620 section 7.3), however
+ * large, even past what fits in a long. Returns -1 for anything but digits.
+ */
+int
 subscribe_ping_arg(const char *v, unsigned *ping)
 {
-	char *end;
-	unsigned long n;
+	unsigned long long n = 0, max = (unsigned long long)opt(OPT_PING_MAX);
+	const char *p;
 
 	*ping = (unsigned)opt(OPT_PING_INTERVAL);
 	if (v == NULL)
 		return 0;
-	n = strtoul(v, &end, 10);
-	if (*v < '0' || *v > '9' || *end != '\0' || n > 86400)
+	if (*v == '\0')
 		return -1;
-	if (n > 0 && n < (unsigned long)opt(OPT_PING_MIN))
-		n = (unsigned long)opt(OPT_PING_MIN);
-	if (n > (unsigned long)opt(OPT_PING_MAX))
-		n = (unsigned long)opt(OPT_PING_MAX);
+	for (p = v; *p != '\0'; p++) {
+		if (*p < '0' || *p > '9')
+			return -1;
+		if (n <= max)	/* stop growing once past the clamp: no overflow */
+			n = n * 10 + (unsigned)(*p - '0');
+	}
+	if (n > 0 && n < (unsigned long long)opt(OPT_PING_MIN))
+		n = (unsigned long long)opt(OPT_PING_MIN);
+	if (n > max)
+		n = max;
 	*ping = (unsigned)n;
 	return 0;
 }
