@@ -24,8 +24,10 @@
  *   <prefix>n:<channel>  hash: "<broker>|<session>|<origins>" -> local subscriber count
  *   <prefix>c:<channel>  pub/sub channel: notification of each new event
  *   <prefix>b:<broker>   string with a TTL: the broker is alive
+ *   <prefix>j:<account>  hash: JMAP type -> the account's latest state (jmap_state.h)
  */
-enum bus_key { BUS_KEY_HISTORY = 'h', BUS_KEY_COUNTS = 'n', BUS_KEY_NOTIFY = 'c', BUS_KEY_ALIVE = 'b' };
+enum bus_key { BUS_KEY_HISTORY = 'h', BUS_KEY_COUNTS = 'n', BUS_KEY_NOTIFY = 'c', BUS_KEY_ALIVE = 'b',
+	BUS_KEY_JMAP = 'j' };
 
 extern const char bus_publish_script[];
 extern const char bus_replay_script[];

@@ -218,6 +218,8 @@ const struct config_directive pusher_directives[POPT_COUNT] = {
 	    "file holding metrics_secret (one line; must not be readable by others)" },
 	[POPT_LOG_LEVEL] = { "log_level", CONFIG_ENUM, 0, 0, "info", log_levels, true, NULL,
 	    "error, warn, info or debug" },
+	[POPT_JMAP_STATES] = { "jmap_states", CONFIG_BOOL, 0, 1, "off", NULL, false, NULL,
+	    "also keep each account's JMAP states (from Cyrus's vnd.fastmail.jmapStates, MailboxModseq events) in Redis and publish a jmap-state event on the account's channel when one grew, once per coalesce_ms window" },
 };
 
 /* Fills a coalescer config from c; its strings stay borrowed from c. */

@@ -15,6 +15,7 @@
 #include <event2/event.h>
 
 #include "coalesce.h"
+#include "jmap.h"
 #include "config.h"
 #include "notify.h"
 
@@ -62,6 +63,7 @@ enum popt {
 	POPT_METRICS_SECRET,
 	POPT_METRICS_SECRET_FILE,
 	POPT_LOG_LEVEL,
+	POPT_JMAP_STATES,
 	POPT_COUNT
 };
 
@@ -77,6 +79,9 @@ struct pusher_counters {
 	uint64_t resent;		/* sent again after a connection loss (may be duplicates) */
 	uint64_t publish_failed;	/* error replies PUSHER_PUBLISH_TRIES times: given up */
 	uint64_t redis_connects;	/* successful connections */
+	uint64_t jmap_updates;		/* JMAP state updates published (a type grew) */
+	uint64_t jmap_unchanged;	/* JMAP windows whose states Redis already had */
+	uint64_t jmap_dropped;		/* JMAP notifications not folded in (max_users, channel) */
 	uint64_t latency_bucket[PUSHER_LATENCY_BUCKETS + 1];	/* published, by datagram-to-publish ms; last: +Inf */
 	uint64_t latency_sum_ms;
 };
@@ -107,6 +112,8 @@ struct queue_item {
 	bool sent;			/* handed to the current connection, reply pending */
 	bool was_sent;			/* handed to some connection before */
 	unsigned tries;			/* error replies so far */
+	struct jmap_states *jmap;	/* owned: a JMAP state update (jmap_states on), else NULL */
+	bool merged;			/* jmap: the merge script answered; payload is what grew */
 };
 
 struct queue {
@@ -148,6 +155,7 @@ void input_free(void);
 /* queue.c */
 void queue_init(struct queue *q, size_t max);
 int queue_push(struct queue *q, struct coalesce_event *ev);
+int queue_push_jmap(struct queue *q, const struct jmap_update *u);
 struct queue_item *queue_next_unsent(const struct queue *q);
 void queue_remove(struct queue *q, struct queue_item *it);
 void queue_clear(struct queue *q);
