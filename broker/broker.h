@@ -115,6 +115,7 @@ enum opt {
 	OPT_TCP_KEEPALIVE, OPT_TCP_KEEPIDLE, OPT_TCP_KEEPINTVL, OPT_TCP_KEEPCNT,
 	OPT_LOG_LEVEL, OPT_REDIS, OPT_REDIS_PREFIX, OPT_REDIS_TIMEOUT, OPT_DEMO,
 	OPT_HEADER_TIMEOUT, OPT_MAX_PENDING_PER_ADDRESS, OPT_MAX_TOKEN_LIFETIME,
+	OPT_JMAP_EVENTSOURCE_PATH,
 	OPT_COUNT
 };
 
@@ -240,6 +241,9 @@ void subscribe_allow_direct(bool on);
 enum MHD_Result subscribe_start(struct MHD_Connection *conn, const char *version,
     const char *channel, size_t len, void **req_cls);
 int subscribe_ping_arg(const char *v, unsigned *ping);
+struct stream_opts;
+enum MHD_Result subscribe_open(struct MHD_Connection *conn, const char *version, const char *name,
+    size_t len, struct stream_opts *o, const char *last_id, void **req_cls);
 enum MHD_Result subscribe_resumed(struct MHD_Connection *conn, struct stream *s);
 void subscribe_completed(struct stream *s);
 
@@ -249,6 +253,9 @@ enum MHD_Result publish_handle(struct MHD_Connection *conn, const char *url,
 void publish_free(void *state);
 typedef struct json_t json_t;
 unsigned publish_batch_parse(const char *body, size_t len, json_t **out, char *why, size_t whylen);
+
+/* jmap.c */
+enum MHD_Result jmap_start(struct MHD_Connection *conn, const char *version, void **req_cls);
 
 /* ops.c */
 enum MHD_Result ops_handle(struct MHD_Connection *conn, const char *url);

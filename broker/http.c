@@ -83,6 +83,11 @@ http_access(void *cls, struct MHD_Connection *conn, const char *url, const char 
 		return reply_preflight(conn, strncmp(url, HTTP_EVENTS, strlen(HTTP_EVENTS)) == 0,
 		    serves_publish && (strcmp(url, HTTP_PUBLISH) == 0 ||
 		    strncmp(url, HTTP_PUBLISH "/", strlen(HTTP_PUBLISH) + 1) == 0));
+	if (*opt_str(OPT_JMAP_EVENTSOURCE_PATH) != '\0' && strcmp(url, opt_str(OPT_JMAP_EVENTSOURCE_PATH)) == 0) {
+		if (!get)
+			return reply_method_not_allowed(conn, "GET");
+		return jmap_start(conn, version, req_cls);
+	}
 	if (http_route(url, HTTP_EVENTS, &rest)) {
 		if (!get)
 			return reply_method_not_allowed(conn, "GET");

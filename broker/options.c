@@ -125,6 +125,26 @@ check_proxies(const char *v, char *err, size_t errlen)
 	return cidr_list_parse(v, &l, err, errlen);
 }
 
+/* The JMAP endpoint's path: empty (off), or absolute and clear of the broker's own paths. */
+static int
+check_jmap_path(const char *v, char *err, size_t errlen)
+{
+	size_t i;
+
+	if (*v == '\0')
+		return 0;
+	for (i = 0; v[i] != '\0'; i++)
+		if (v[i] <= ' ' || v[i] == '?' || v[i] == '%' || v[i] == '#' || (unsigned char)v[i] >= 0x7f)
+			break;
+	if (v[0] != '/' || v[i] != '\0' || strncmp(v, "/events/", 8) == 0 ||
+	    strncmp(v, "/publish", 8) == 0 || strncmp(v, "/stats", 6) == 0 ||
+	    strcmp(v, "/healthz") == 0 || strcmp(v, "/metrics") == 0) {
+		snprintf(err, errlen, "an absolute path outside /events/, /publish, /stats, /healthz and /metrics expected");
+		return -1;
+	}
+	return 0;
+}
+
 const struct config_directive broker_directives[OPT_COUNT] = {
 	[OPT_LISTEN] = { "listen", CONFIG_STRING, 1, 64, "127.0.0.1:8080", NULL, false,
 	    check_listen, "address:port for subscribers (and publishers unless publish_listen is set); port 0 picks a free one" },
@@ -196,6 +216,9 @@ const struct config_directive broker_directives[OPT_COUNT] = {
 	    "connections from one address that have not yet been answered or become a stream; beyond it a new one is closed at once (trusted_proxies are exempt)" },
 	[OPT_MAX_TOKEN_LIFETIME] = { "max_token_lifetime", CONFIG_SECONDS, 60, 31622400, "30d", NULL, true, NULL,
 	    "longest a subscriber token may still be valid: one whose exp lies further ahead is refused (so exp 1e300 is not for ever)" },
+	[OPT_JMAP_EVENTSOURCE_PATH] = { "jmap_eventsource_path", CONFIG_STRING, 0, 200, "/jmap/eventsource/",
+	    NULL, false, check_jmap_path,
+	    "path of the JMAP push endpoint (RFC 8620 section 7.3: types, closeafter, ping; event: state); route the JMAP server's eventSourceUrl here; empty = off" },
 	[OPT_DEMO] = { "demo", CONFIG_BOOL, 0, 1, "off", NULL, true, NULL,
 	    "serve the demo page at / (a live event view and a publish form; /ssepush.js is always served)" },
 };
