@@ -56,7 +56,7 @@ LEAF_OBJ := $(filter-out $(BUILD)/common/redis_conn.o,$(COMMON_SRC:%.c=$(BUILD)/
 	$(BUILD)/broker/cidr.o $(BUILD)/pusher/notify.o $(BUILD)/pusher/coalesce.o $(BUILD)/pusher/jmap.o
 # The broker's leaf modules, linked alone into the unit tests.
 LEAF_OBJ += $(BUILD)/broker/event.o $(BUILD)/broker/wheel.o $(BUILD)/broker/direct.o \
-	$(BUILD)/broker/jobq.o
+	$(BUILD)/broker/jobq.o $(BUILD)/broker/jmap_ids.o
 # Served by the broker (broker/static.c), embedded at build time by broker/www/embed.sh.
 WWW := broker/www/ssepush.js broker/www/ssepush.mjs broker/www/demo.html
 # Man pages, built from man/*.in by $(BUILD)/mangen, which links the directive tables.
