@@ -53,7 +53,7 @@ COMMON_SRC := $(wildcard common/*.c)
 BROKER_SRC := $(wildcard broker/*.c)
 PUSHER_SRC := $(wildcard pusher/*.c)
 LEAF_OBJ := $(filter-out $(BUILD)/common/redis_conn.o,$(COMMON_SRC:%.c=$(BUILD)/%.o)) $(BUILD)/broker/history.o \
-	$(BUILD)/broker/cidr.o $(BUILD)/pusher/notify.o $(BUILD)/pusher/coalesce.o $(BUILD)/pusher/jmap.o
+	$(BUILD)/broker/cidr.o $(BUILD)/pusher/notify.o $(BUILD)/pusher/coalesce.o $(BUILD)/pusher/jmap_states.o
 # The broker's leaf modules, linked alone into the unit tests.
 LEAF_OBJ += $(BUILD)/broker/event.o $(BUILD)/broker/wheel.o $(BUILD)/broker/direct.o \
 	$(BUILD)/broker/jobq.o $(BUILD)/broker/jmap_ids.o

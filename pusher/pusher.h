@@ -15,7 +15,7 @@
 #include <event2/event.h>
 
 #include "coalesce.h"
-#include "jmap.h"
+#include "jmap_states.h"
 #include "config.h"
 #include "notify.h"
 

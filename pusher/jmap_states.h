@@ -6,8 +6,8 @@
  * updates; nothing here reads a clock, logs or publishes.
  * Leaf module: libc and the notify.h / names.h types.
  */
-#ifndef SSEPUSH_JMAP_H
-#define SSEPUSH_JMAP_H
+#ifndef SSEPUSH_JMAP_STATES_H
+#define SSEPUSH_JMAP_STATES_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,9 +1,9 @@
 /*
- * The pusher's JMAP mapping and per-account windows (jmap.h). A window table is a
+ * The pusher's JMAP mapping and per-account windows (jmap_states.h). A window table is a
  * FIFO (every window has the same length, so the oldest is the first due) plus a hash
  * on the channel name; it owns its windows and nothing else.
  */
-#include "jmap.h"
+#include "jmap_states.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,7 +51,7 @@ jmap_has(const struct notify_msg *m, enum notify_jmap k)
 	return (m->jmap_mask & (1u << k)) != 0;
 }
 
-/* The mapping (jmap.h). */
+/* The mapping (jmap_states.h). */
 void
 jmap_map(const struct notify_msg *m, struct jmap_states *out)
 {

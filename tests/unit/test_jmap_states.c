@@ -1,5 +1,5 @@
 /*
- * Unit tests for the pusher's JMAP mode (pusher/jmap.c) and the shared state strings
+ * Unit tests for the pusher's JMAP mode (pusher/jmap_states.c) and the shared state strings
  * (common/jmap_state.c): the type-to-state mapping on Cyrus 3.6.1's own datagrams
  * (tests/fixtures/cyrus-jmapstates, rebuilt byte for byte and parsed by notify.c),
  * message events vouching for no committed state, the highest value winning in a
@@ -18,7 +18,7 @@
 
 #include <jansson.h>
 
-#include "jmap.h"
+#include "jmap_states.h"
 #include "jmap_state.h"
 #include "notify.h"
 
