@@ -13,7 +13,7 @@ SYSCONFDIR ?= /etc
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 BUILD ?= build
 CC ?= cc
-PKGS := libmicrohttpd jansson hiredis libevent libjwt
+PKGS := libmicrohttpd jansson hiredis libevent libjwt libcurl libcrypto
 
 WARN := -Wall -Wextra -Wformat=2 -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wpointer-arith -Wwrite-strings -Wundef
@@ -257,7 +257,7 @@ install: all
 	install -m 644 $(filter %.5,$(MAN_PAGES)) $(DESTDIR)$(MANDIR)/man5/
 	install -m 644 README.md $(DESTDIR)$(DOCDIR)/
 	install -m 644 packaging/nginx/*.conf $(DESTDIR)$(DOCDIR)/examples/nginx/
-	@set -e; for f in $(UNITS) packaging/cyrus/cyrus.conf packaging/cyrus/imapd.conf; do \
+	@set -e; for f in $(UNITS) packaging/cyrus/cyrus.conf packaging/cyrus/imapd.conf packaging/cyrus/imapd-jmap.conf; do \
 		case $$f in *.service) d=$(DESTDIR)$(SYSTEMDUNITDIR);; *) d=$(DESTDIR)$(DOCDIR)/examples/cyrus;; esac; \
 		echo "sed (paths) $$f > $$d/$${f##*/}"; \
 		sed -e 's|/usr/sbin/|$(SBINDIR)/|g' -e 's|/etc/ssepush/|$(SYSCONFDIR)/ssepush/|g' $$f >$$d/$${f##*/}; \
@@ -276,7 +276,8 @@ uninstall:
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man5/,$(notdir $(filter %.5,$(MAN_PAGES))))
 	rm -f $(addprefix $(DESTDIR)$(SYSTEMDUNITDIR)/,$(notdir $(UNITS)))
 	rm -f $(DESTDIR)$(DOCDIR)/README.md $(DESTDIR)$(DOCDIR)/examples/nginx/*.conf \
-		$(DESTDIR)$(DOCDIR)/examples/cyrus/cyrus.conf $(DESTDIR)$(DOCDIR)/examples/cyrus/imapd.conf
+		$(DESTDIR)$(DOCDIR)/examples/cyrus/cyrus.conf $(DESTDIR)$(DOCDIR)/examples/cyrus/imapd.conf \
+		$(DESTDIR)$(DOCDIR)/examples/cyrus/imapd-jmap.conf
 	@set -e; for f in $(CONFS); do dst=$(DESTDIR)$(SYSCONFDIR)/ssepush/$${f##*/}; \
 		rm -f $$dst.dist; \
 		if [ ! -e $$dst ]; then :; \

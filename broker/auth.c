@@ -38,12 +38,12 @@ _Static_assert(sizeof ((struct auth_result *)0)->session == NAMES_ID_MAX + 1,
 enum auth_reason {
 	AR_MISSING, AR_MALFORMED, AR_TOO_LARGE, AR_ALG_NONE, AR_ALG, AR_SIGNATURE,
 	AR_CLAIMS, AR_EXPIRED, AR_NOT_YET_VALID, AR_CHANNEL, AR_UNTRUSTED_PEER,
-	AR_PUBLISH_SECRET, AR_PUBLISH_NOT_LOCAL, AR_COUNT
+	AR_PUBLISH_SECRET, AR_PUBLISH_NOT_LOCAL, AR_UPSTREAM_ONLY, AR_COUNT
 };
 static const char *const auth_labels[AR_COUNT] = {
 	"missing", "malformed", "too_large", "alg_none", "alg", "signature", "claims",
 	"expired", "not_yet_valid", "channel", "untrusted_peer", "publish_secret",
-	"publish_not_local",
+	"publish_not_local", "upstream_only",
 };
 static atomic_ullong auth_failures[AR_COUNT];
 
@@ -183,6 +183,11 @@ auth_check_config(const struct config *c, const char *path, config_error_fn *rep
 	if (mode == AUTH_TOKEN && tlen == 0) {
 		auth_report(c, path, OPT_AUTH, report, arg,
 		    "auth token needs token_secret or token_secret_file");
+		errors++;
+	}
+	if (mode == AUTH_UPSTREAM && *config_str(c, OPT_UPSTREAM_SESSION_URL) == '\0') {
+		auth_report(c, path, OPT_AUTH, report, arg,
+		    "auth upstream needs upstream_session_url (the JMAP server's session object)");
 		errors++;
 	}
 	if (mode == AUTH_PROXY && *config_str(c, OPT_TRUSTED_PROXIES) == '\0') {
@@ -519,6 +524,9 @@ auth_subscriber(struct MHD_Connection *conn, const char *channel, size_t len,
 	if (auth.mode == AUTH_PROXY && !cidr_list_match_addr(&auth.trusted, auth_peer(conn)))
 		auth_fail(r, AR_UNTRUSTED_PEER, MHD_HTTP_FORBIDDEN,
 		    "subscribe only through a trusted proxy");
+	else if (auth.mode == AUTH_UPSTREAM)
+		auth_fail(r, AR_UPSTREAM_ONLY, MHD_HTTP_FORBIDDEN,
+		    "auth upstream serves the JMAP endpoint only");
 	else if (auth.mode != AUTH_TOKEN)
 		return 0;
 	else if ((tok = auth_token_find(conn, r)) != NULL &&

@@ -115,12 +115,13 @@ enum opt {
 	OPT_TCP_KEEPALIVE, OPT_TCP_KEEPIDLE, OPT_TCP_KEEPINTVL, OPT_TCP_KEEPCNT,
 	OPT_LOG_LEVEL, OPT_REDIS, OPT_REDIS_PREFIX, OPT_REDIS_TIMEOUT, OPT_DEMO,
 	OPT_HEADER_TIMEOUT, OPT_MAX_PENDING_PER_ADDRESS, OPT_MAX_TOKEN_LIFETIME,
-	OPT_JMAP_EVENTSOURCE_PATH,
+	OPT_JMAP_EVENTSOURCE_PATH, OPT_UPSTREAM_SESSION_URL, OPT_UPSTREAM_CACHE_TTL,
+	OPT_UPSTREAM_CACHE_SIZE, OPT_UPSTREAM_TIMEOUT, OPT_UPSTREAM_MAX_PENDING,
 	OPT_COUNT
 };
 
 /* Values of the auth directive. */
-enum auth_mode { AUTH_NONE, AUTH_TOKEN, AUTH_PROXY };
+enum auth_mode { AUTH_NONE, AUTH_TOKEN, AUTH_PROXY, AUTH_UPSTREAM };
 
 /* Why a request was let in or refused (auth.c fills it, the caller sends the refusal). */
 struct auth_result {
@@ -256,6 +257,8 @@ unsigned publish_batch_parse(const char *body, size_t len, json_t **out, char *w
 
 /* jmap.c */
 enum MHD_Result jmap_start(struct MHD_Connection *conn, const char *version, void **req_cls);
+enum MHD_Result jmap_resumed(struct MHD_Connection *conn, const char *version, void **req_cls);
+void jmap_completed(void *req_cls);
 
 /* ops.c */
 enum MHD_Result ops_handle(struct MHD_Connection *conn, const char *url);

@@ -55,6 +55,8 @@ http_access(void *cls, struct MHD_Connection *conn, const char *url, const char 
 		return publish_handle(conn, url, upload, upload_size, req_cls);	/* body chunk, or resumed */
 	if (*req_cls != NULL && *(enum req_kind *)*req_cls == REQ_STREAM)
 		return subscribe_resumed(conn, *req_cls);	/* the join answered */
+	if (*req_cls != NULL && *(enum req_kind *)*req_cls == REQ_UPSTREAM)
+		return jmap_resumed(conn, version, req_cls);	/* auth upstream answered */
 	if (*req_cls != NULL && *(enum req_kind *)*req_cls == REQ_BAD_LINE) {
 		*req_cls = NULL;
 		return reply_error(conn, MHD_HTTP_BAD_REQUEST, "NUL byte in the request line");
@@ -128,5 +130,7 @@ http_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 		subscribe_completed((struct stream *)kind);
 	else if (*kind == REQ_PUBLISH)
 		publish_free(kind);
+	else if (*kind == REQ_UPSTREAM)
+		jmap_completed(kind);
 	*req_cls = NULL;	/* REQ_HEADERS: a static marker, nothing to free */
 }

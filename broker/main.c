@@ -18,6 +18,7 @@
 #include "bus.h"
 #include "channel.h"
 #include "log.h"
+#include "upstream.h"
 #include "stream.h"
 
 static const char *config_path;
@@ -131,6 +132,7 @@ shutdown_broker(void)
 	log_info("terminating");
 	shard_quiesce_all();
 	bus->stop();		/* requests waiting on Redis get their answers and resume */
+	upstream_stop();	/* requests waiting for auth upstream get 503 and resume */
 	stream_end_all(false);
 	while (atomic_load(&counters.streams) > 0 && waited < BROKER_STOP_GRACE_MS) {
 		nanosleep(&ms20, NULL);
@@ -301,7 +303,8 @@ main(int argc, char **argv)
 	/* The one place that chooses the bus: nothing else asks which one is active. */
 	bus = *opt_str(OPT_REDIS) != '\0' ? &bus_redis : &bus_local;
 	if (channel_table_init(bus->floor) == -1 ||
-	    bus->start() == -1 || watcher_start() == -1 || shard_start_all() == -1)
+	    bus->start() == -1 || watcher_start() == -1 || upstream_start() == -1 ||
+	    shard_start_all() == -1)
 		fatal("start-up failed");
 	log_info("ready: listening on %s", shard_listen_addr());
 	signal_loop(&set);

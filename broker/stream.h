@@ -24,7 +24,7 @@ struct MHD_Connection;
 struct jmap_sub;
 
 /* What a request's MHD req_cls points at: each kind starts with this. */
-enum req_kind { REQ_STREAM = 1, REQ_PUBLISH, REQ_HEADERS, REQ_BAD_LINE };
+enum req_kind { REQ_STREAM = 1, REQ_PUBLISH, REQ_HEADERS, REQ_BAD_LINE, REQ_UPSTREAM };
 
 /* Why a stream gets "event: reset" (the reason string in its data). */
 enum reset_reason { RESET_UNKNOWN, RESET_EXPIRED, RESET_LAGGED, RESET_UNAVAILABLE };
