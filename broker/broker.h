@@ -259,6 +259,7 @@ unsigned publish_batch_parse(const char *body, size_t len, json_t **out, char *w
 enum MHD_Result jmap_start(struct MHD_Connection *conn, const char *version, void **req_cls);
 enum MHD_Result jmap_resumed(struct MHD_Connection *conn, const char *version, void **req_cls);
 void jmap_completed(void *req_cls);
+void jmap_check_config(const struct config *c);
 
 /* ops.c */
 enum MHD_Result ops_handle(struct MHD_Connection *conn, const char *url);

@@ -28,6 +28,22 @@ struct jmap_wait {
 	struct upstream_result r;	/* written by the answer, read after it */
 };
 
+/*
+ * RFC 8620 section 7.3 lets a server clamp ?ping= only to a minimum of at most 30 s and
+ * a maximum of at least 300 s. Other bounds are allowed (tests use 1 to 3 s), but a JMAP
+ * client may then get pings it did not ask for: said once, as a warning.
+ */
+void
+jmap_check_config(const struct config *c)
+{
+	if (*config_str(c, OPT_JMAP_EVENTSOURCE_PATH) == '\0')
+		return;
+	if (config_int(c, OPT_PING_MIN) > 30 || config_int(c, OPT_PING_MAX) < 300)
+		log_warn("ping_min %lld / ping_max %lld: RFC 8620 wants ping_min at most 30 and ping_max at least 300 for the JMAP endpoint (%s)",
+		    config_int(c, OPT_PING_MIN), config_int(c, OPT_PING_MAX),
+		    config_str(c, OPT_JMAP_EVENTSOURCE_PATH));
+}
+
 /* Reads the query into o (types into *types, new, when types is not NULL); NULL or the 400 reason. */
 static const char *
 jmap_parse(struct MHD_Connection *conn, struct stream_opts *o, char **types)

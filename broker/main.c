@@ -54,6 +54,8 @@ load_config(config_error_fn *report)
 		config_free(c);
 		return NULL;
 	}
+	if (c != NULL)
+		jmap_check_config(c);
 	return c;
 }
 

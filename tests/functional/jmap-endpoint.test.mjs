@@ -219,6 +219,19 @@ test('the query is checked: bad types, closeafter, ping, no account; POST; the s
   assertJsonError(r, 400, 'event=state');
 });
 
+test('ping_min above 30 or ping_max below 300 (RFC 8620 bounds) is a warning, not an error', async () => {
+  for (const args of [['--ping_max', '200'], ['--ping_min', '31']]) {
+    const m = await runBroker(['-n', ...args]);
+    assert.equal(m.code, 0, m.stderr);
+    assert.match(m.stderr, /warn .*RFC 8620 wants ping_min at most 30 and ping_max at least 300/, args.join(' '));
+  }
+  for (const args of [[], ['--ping_max', '200', '--jmap_eventsource_path', '']]) {
+    const m = await runBroker(['-n', ...args]);
+    assert.equal(m.code, 0, m.stderr);
+    assert.doesNotMatch(m.stderr, /RFC 8620/, args.join(' '));
+  }
+});
+
 test('jmap_eventsource_path moves the endpoint; empty turns it off; a bad path is a config error', async () => {
   const c = await startBroker(['--jmap_eventsource_path', '/push/jmap']);
   try {
