@@ -254,6 +254,29 @@ test('jmap_eventsource_path moves the endpoint; empty turns it off; a bad path i
   }
 });
 
+test('auth upstream: needs upstream_session_url; no credentials 401; upstream unreachable 503 + Retry-After; /events/ 403', async () => {
+  const m = await runBroker(['-n', '--auth', 'upstream']);
+  assert.notEqual(m.code, 0);
+  assert.match(m.stderr, /auth upstream needs upstream_session_url/);
+  const bad = await runBroker(['-n', '--auth', 'upstream', '--upstream_session_url', 'ftp://x/']);
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /upstream_session_url/);
+  // Port 1 on loopback: nothing listens, the connection is refused at once.
+  const c = await startBroker(['--auth', 'upstream', '--upstream_session_url', 'http://127.0.0.1:1/jmap/', '--upstream_timeout', '2000']);
+  try {
+    const none = await http(c.port, `${PATH}?types=*`);
+    assertJsonError(none, 401, 'no credentials');
+    assert.match(none.headers['www-authenticate'] || '', /^Basic/);
+    const down = await http(c.port, `${PATH}?types=*`, { headers: { Authorization: 'Basic YWxpY2U6c2VjcmV0' } });
+    assertJsonError(down, 503, 'upstream down');
+    assert.ok(down.headers['retry-after'], 'no Retry-After');
+    const q = await http(c.port, `${PATH}?types=Em%20ail`, { headers: { Authorization: 'Basic YWxpY2U6c2VjcmV0' } });
+    assertJsonError(q, 400, 'a bad query is refused before the upstream is asked');
+    const ev = await http(c.port, '/events/alice', { headers: { Authorization: 'Basic YWxpY2U6c2VjcmV0' } });
+    assertJsonError(ev, 403, '/events/ under auth upstream');
+  } finally { await c.stop(); }
+});
+
 test('Redis: a reconnect to another broker gets what differs from the state kept in Redis', async () => {
   const r = await startRedis();
   const b1 = await startRedisBroker(r);
