@@ -39,7 +39,7 @@
 #define PUSHER_SECRET_MIN 32		/* metrics_secret: shortest accepted, bytes */
 #define PUSHER_SECRET_MAX 1024		/* metrics_secret: longest accepted, bytes */
 #define PUSHER_LATENCY_BUCKETS 16	/* datagram-to-publish histogram buckets, +Inf not counted */
-#define PUSHER_STATS_ROWS 21		/* figures on the stats line (and in /metrics) */
+#define PUSHER_STATS_ROWS 24		/* figures on the stats line (and in /metrics) */
 
 enum popt {
 	POPT_NOTIFY_SOCKET,

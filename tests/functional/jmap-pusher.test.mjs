@@ -74,10 +74,14 @@ test('a delivery\'s datagrams become one jmap-state event with the committed (hi
     assert.deepEqual(await hash(s.target, 'alice'), { ...want, Quota: '9' });
     // Nothing grew: nothing is published (the counter says the window was seen).
     await sendDatagrams(s.sock, [modseq(7, 9)]);
-    await s.pusher.waitStats((st) => st.datagrams === 9 && st.queue_depth === 0, 5000);
+    await s.pusher.waitStats((st) => st.datagrams === 9 && st.queue_depth === 0 && st.jmap_unchanged === 1, 5000);
     await sendDatagrams(s.sock, [modseq(8, 9)]);
     await alice.waitFor((x) => states(x).length >= 3, 5000, 'a third jmap-state event');
     assert.deepEqual(states(alice)[2], { Email: '8', Mailbox: '8', Thread: '8' }, 'the window of 7/9 published something');
+    const st = await s.pusher.stats();
+    assert.equal(st.jmap_updates, 3);
+    assert.equal(st.jmap_unchanged, 1);
+    assert.equal(st.jmap_dropped, 0);
   } finally { await s.stop(); }
 });
 
