@@ -477,6 +477,44 @@ auth_claims(json_t *claims, const char *channel, size_t len, struct auth_result 
 	return 0;
 }
 
+/*
+ * The JMAP endpoint without ?account=: the first channel a subscriber token with a good
+ * signature names (sub, else channels[0]) into buf. Returns 0, or -1 (no token, a bad
+ * one, none named); the caller then checks the whole token for that channel with
+ * auth_subscriber, which counts and words the refusal.
+ */
+int
+auth_token_account(struct MHD_Connection *conn, char *buf, size_t len)
+{
+	struct auth_result r;
+	const char *tok;
+	jwt_t *j = NULL;
+	json_t *claims, *v;
+	char *text;
+	int ret = -1;
+
+	if (auth.mode != AUTH_TOKEN || (tok = auth_token_find(conn, &r)) == NULL ||
+	    strlen(tok) > (size_t)opt(OPT_MAX_TOKEN_SIZE) || !auth_token_shape(tok) ||
+	    auth_token_alg(tok, &r) == -1 || jwt_decode(&j, tok, (const unsigned char *)auth.token_secret,
+	    (int)auth.token_secret_len) != 0 || jwt_get_alg(j) != JWT_ALG_HS256) {
+		jwt_free(j);
+		return -1;
+	}
+	text = jwt_get_grants_json(j, NULL);
+	jwt_free(j);
+	claims = text != NULL ? json_loads(text, 0, NULL) : NULL;
+	free(text);
+	v = json_object_get(claims, "sub");
+	if (!json_is_string(v))
+		v = json_array_get(json_object_get(claims, "channels"), 0);
+	if (json_is_string(v) && json_string_length(v) < len) {
+		memcpy(buf, json_string_value(v), json_string_length(v) + 1);
+		ret = 0;
+	}
+	json_decref(claims);
+	return ret;
+}
+
 /* Verifies a token for a channel: size, shape, alg, signature, then claims (no I/O: fuzzed). */
 int
 auth_token_check(const char *tok, const char *channel, size_t len, struct auth_result *r)

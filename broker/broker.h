@@ -216,6 +216,7 @@ enum MHD_Result auth_refuse(struct MHD_Connection *conn, const struct auth_resul
 void auth_client_addr(struct MHD_Connection *conn, char *buf, size_t len);
 int auth_mint(const char *channel, const char *session, long long ttl, FILE *out);
 int auth_token_check(const char *tok, const char *channel, size_t len, struct auth_result *r);
+int auth_token_account(struct MHD_Connection *conn, char *buf, size_t len);
 void auth_metrics(FILE *f);
 const struct cidr_list *auth_trusted(void);
 

@@ -202,14 +202,16 @@ jmap_completed(void *req_cls)
 
 /*
  * The handler. The query is checked first. Under auth upstream, the account comes
- * from the credentials' session; otherwise it is ?account=, which the credentials
- * must allow as for /events/<account> (auth token: sub or channels).
+ * from the credentials' session; otherwise it is ?account= (auth token: by default the
+ * token's sub, else its first channels entry), which the credentials must allow as for
+ * /events/<account>.
  */
 enum MHD_Result
 jmap_start(struct MHD_Connection *conn, const char *version, void **req_cls)
 {
 	const char *account = request_arg(conn, "account"), *why;
 	struct stream_opts o = { .conn = conn, .fd = -1 };
+	char named[NAMES_CHANNEL_MAX + 1];
 	struct auth_result ar;
 	size_t len;
 
@@ -219,10 +221,18 @@ jmap_start(struct MHD_Connection *conn, const char *version, void **req_cls)
 		return reply_error(conn, MHD_HTTP_BAD_REQUEST, "invalid account id");
 	if (opt(OPT_AUTH) == AUTH_UPSTREAM)
 		return jmap_start_upstream(conn, version, req_cls);
-	if (account == NULL)
+	/* auth token: the token's own account when the client names none. */
+	if (account == NULL && opt(OPT_AUTH) == AUTH_TOKEN &&
+	    auth_token_account(conn, named, sizeof named) == 0 && names_channel_valid(named, strlen(named)))
+		account = named;
+	if (account == NULL && opt(OPT_AUTH) == AUTH_TOKEN)
+		account = "";	/* auth_subscriber words the refusal of the token */
+	else if (account == NULL)
 		return reply_error(conn, MHD_HTTP_BAD_REQUEST, "no account: ?account=<account id> expected");
 	len = strlen(account);
 	if (auth_subscriber(conn, account, len, &ar) == -1)
 		return auth_refuse(conn, &ar);
+	if (len == 0)	/* a token whose sub is "": no account */
+		return reply_error(conn, MHD_HTTP_BAD_REQUEST, "no account: ?account=<account id> expected");
 	return jmap_open(conn, version, account, req_cls);
 }

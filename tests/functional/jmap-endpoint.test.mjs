@@ -5,6 +5,7 @@
 // pusher keeps in Redis. States are fed as jmap-state publishes (what the pusher does).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import {
   startBroker, killAll, openStream, publishOk, publish, waitSubscribers, http, assertJsonError,
   startRedis, startRedisBroker, redisCommand, stopAll, waitRedisCount, runBroker,
@@ -274,6 +275,36 @@ test('auth upstream: needs upstream_session_url; no credentials 401; upstream un
     assertJsonError(q, 400, 'a bad query is refused before the upstream is asked');
     const ev = await http(c.port, '/events/alice', { headers: { Authorization: 'Basic YWxpY2U6c2VjcmV0' } });
     assertJsonError(ev, 403, '/events/ under auth upstream');
+  } finally { await c.stop(); }
+});
+
+test('auth token: the token\'s account (sub, else channels[0]) without ?account=; ?account= must be granted', async () => {
+  const secret = 'jmap-token-secret-0123456789abcdefghijklmnopqrstuvwxyz';
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const jwt = (claims) => {
+    const input = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64(claims)}`;
+    return `${input}.${crypto.createHmac('sha256', secret).update(input).digest('base64url')}`;
+  };
+  const exp = Math.floor(Date.now() / 1000) + 600;
+  const c = await startBroker(['--auth', 'token', '--token_secret', secret]);
+  try {
+    const a = account('tok');
+    const other = account('tok');
+    await feed(c, a, { Email: '1' });
+    for (const tok of [jwt({ sub: a, exp }), jwt({ channels: [a, other], exp })]) {
+      const r = await openStream(c.port, `${PATH}?types=*&closeafter=state&ping=0`, { headers: { Authorization: `Bearer ${tok}`, 'Last-Event-ID': 'x' } });
+      try {
+        assert.equal(r.status, 200, r.describe());
+        await r.waitEnd(5000);
+        assert.deepEqual(changes(r).map((x) => x.changed), [{ [a]: { Email: '1' } }]);
+      } finally { r.close(); }
+    }
+    const tok = jwt({ channels: [a], exp });
+    const granted = await openStream(c.port, `${PATH}?account=${other}&types=*`, { headers: { Authorization: `Bearer ${tok}` } });
+    granted.close();
+    assert.equal(granted.status, 403, 'an account the token does not grant');
+    assertJsonError(await http(c.port, `${PATH}?types=*`), 401, 'no token');
+    assertJsonError(await http(c.port, `${PATH}?types=*`, { headers: { Authorization: `Bearer ${jwt({ exp })}` } }), 401, 'a token naming no account');
   } finally { await c.stop(); }
 });
 
