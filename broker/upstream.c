@@ -9,9 +9,9 @@
  * answered through a callback (and resumes its suspended connection).
  *
  * Thread: "upstream" owns the multi handle and every easy handle; other threads only
- * append to the job list (under job_lock) and wake it (curl_multi_wakeup). The cache
- * is under cache_lock, taken by both. Lock order: job_lock and cache_lock are never
- * held together.
+ * append to the job list and wake it (curl_multi_wakeup), both under job_lock, under
+ * which upstream_stop also frees the handle. The cache is under cache_lock, taken by
+ * both. Lock order: job_lock and cache_lock are never held together.
  */
 #include "broker.h"
 
@@ -58,7 +58,8 @@ static struct upstream_job *new_jobs;	/* under job_lock: not yet on the multi ha
 static size_t jobs_pending;		/* under job_lock: new or in flight */
 static bool stopping;			/* under job_lock */
 static pthread_t thread;
-static bool started;
+static bool started;			/* under job_lock once threads run: lookups may queue */
+static bool thread_running;		/* the main thread's own: upstream_stop has a thread to join */
 static CURLM *multi;
 static struct upstream_job *inflight;	/* the thread's: jobs on the multi handle */
 
@@ -332,6 +333,7 @@ upstream_start(void)
 		log_error("upstream: cannot start its thread");
 		return -1;
 	}
+	thread_running = true;
 	started = true;
 	return 0;
 }
@@ -340,16 +342,19 @@ upstream_start(void)
 void
 upstream_stop(void)
 {
-	if (!started)
+	if (!thread_running)
 		return;
+	thread_running = false;
 	pthread_mutex_lock(&job_lock);
 	stopping = true;
 	pthread_mutex_unlock(&job_lock);
 	curl_multi_wakeup(multi);
 	pthread_join(thread, NULL);	/* it failed what was in flight or new */
+	pthread_mutex_lock(&job_lock);
 	started = false;
 	curl_multi_cleanup(multi);
 	multi = NULL;
+	pthread_mutex_unlock(&job_lock);
 	curl_global_cleanup();
 	pthread_mutex_lock(&cache_lock);
 	while (cache_head != NULL)
@@ -418,8 +423,8 @@ upstream_lookup(const char *authorization, const char *cookie, struct upstream_r
 	j->next = new_jobs;
 	new_jobs = j;
 	jobs_pending++;
+	curl_multi_wakeup(multi);	/* under job_lock: upstream_stop frees multi under it too */
 	pthread_mutex_unlock(&job_lock);
-	curl_multi_wakeup(multi);
 	return UPSTREAM_PENDING;
 fail:
 	curl_slist_free_all(j->headers);
