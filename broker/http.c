@@ -82,7 +82,8 @@ http_access(void *cls, struct MHD_Connection *conn, const char *url, const char 
 		*req_cls = NULL;
 	http_log_request(method, url);
 	if (strcmp(method, MHD_HTTP_METHOD_OPTIONS) == 0 && *opt_str(OPT_CORS_ORIGINS) != '\0')
-		return reply_preflight(conn, strncmp(url, HTTP_EVENTS, strlen(HTTP_EVENTS)) == 0,
+		return reply_preflight(conn, strncmp(url, HTTP_EVENTS, strlen(HTTP_EVENTS)) == 0 ||
+		    (*opt_str(OPT_JMAP_EVENTSOURCE_PATH) != '\0' && strcmp(url, opt_str(OPT_JMAP_EVENTSOURCE_PATH)) == 0),
 		    serves_publish && (strcmp(url, HTTP_PUBLISH) == 0 ||
 		    strncmp(url, HTTP_PUBLISH "/", strlen(HTTP_PUBLISH) + 1) == 0));
 	if (*opt_str(OPT_JMAP_EVENTSOURCE_PATH) != '\0' && strcmp(url, opt_str(OPT_JMAP_EVENTSOURCE_PATH)) == 0) {

@@ -308,6 +308,22 @@ test('auth token: the token\'s account (sub, else channels[0]) without ?account=
   } finally { await c.stop(); }
 });
 
+test('CORS: with cors_origins, the JMAP path answers a preflight for GET with Authorization and Last-Event-ID, and its stream names the origin', async () => {
+  const origin = 'https://mail.example';
+  const c = await startBroker(['--cors_origins', origin]);
+  try {
+    const p = await http(c.port, PATH, { method: 'OPTIONS', headers: { Origin: origin, 'Access-Control-Request-Method': 'GET', 'Access-Control-Request-Headers': 'authorization, last-event-id' } });
+    assert.equal(p.status, 204, p.body);
+    assert.equal(p.headers['access-control-allow-origin'], origin);
+    assert.equal(p.headers['access-control-allow-methods'], 'GET');
+    assert.match(p.headers['access-control-allow-headers'], /Authorization/);
+    assert.match(p.headers['access-control-allow-headers'], /Last-Event-ID/);
+    const s = await jmap(c, account('cors'), 'types=*', { Origin: origin });
+    s.close();
+    assert.equal(s.headers['access-control-allow-origin'], origin);
+  } finally { await c.stop(); }
+});
+
 test('Redis: a reconnect to another broker gets what differs from the state kept in Redis', async () => {
   const r = await startRedis();
   const b1 = await startRedisBroker(r);
