@@ -53,10 +53,10 @@ COMMON_SRC := $(wildcard common/*.c)
 BROKER_SRC := $(wildcard broker/*.c)
 PUSHER_SRC := $(wildcard pusher/*.c)
 LEAF_OBJ := $(filter-out $(BUILD)/common/redis_conn.o $(BUILD)/common/redis_sentinel.o,$(COMMON_SRC:%.c=$(BUILD)/%.o)) $(BUILD)/broker/history.o \
-	$(BUILD)/broker/cidr.o $(BUILD)/pusher/notify.o $(BUILD)/pusher/coalesce.o
+	$(BUILD)/broker/cidr.o $(BUILD)/pusher/notify.o $(BUILD)/pusher/coalesce.o $(BUILD)/pusher/jmap_states.o
 # The broker's leaf modules, linked alone into the unit tests.
 LEAF_OBJ += $(BUILD)/broker/event.o $(BUILD)/broker/wheel.o $(BUILD)/broker/direct.o \
-	$(BUILD)/broker/jobq.o
+	$(BUILD)/broker/jobq.o $(BUILD)/broker/jmap_ids.o
 # Served by the broker (broker/static.c), embedded at build time by broker/www/embed.sh.
 WWW := broker/www/ssepush.js broker/www/ssepush.mjs broker/www/demo.html broker/www/ssepush-sw.js
 # Man pages, built from man/*.in by $(BUILD)/mangen, which links the directive tables.
@@ -169,7 +169,7 @@ unit: $(UNIT_BIN)
 # links only what its parser needs. clang and the rest: packaging/deps.list's [test] group.
 FUZZ_CC ?= clang
 FUZZ_TIME ?= 60
-FUZZ_TARGETS ?= notify request last_event_id token batch config sse
+FUZZ_TARGETS ?= notify request last_event_id token batch config sse jmap_id
 FUZZ_DIR := $(BUILD)/fuzz
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_CFLAGS := -g -O1 -std=c11 -D_GNU_SOURCE $(WARN) -Iinclude -Ibroker -Ipusher $(FUZZ_SAN)
@@ -264,7 +264,7 @@ install: all
 	install -m 644 $(filter %.5,$(MAN_PAGES)) $(DESTDIR)$(MANDIR)/man5/
 	install -m 644 README.md $(DESTDIR)$(DOCDIR)/
 	install -m 644 packaging/nginx/*.conf $(DESTDIR)$(DOCDIR)/examples/nginx/
-	@set -e; for f in $(UNITS) packaging/cyrus/cyrus.conf packaging/cyrus/imapd.conf; do \
+	@set -e; for f in $(UNITS) packaging/cyrus/cyrus.conf packaging/cyrus/imapd.conf packaging/cyrus/imapd-jmap.conf; do \
 		case $$f in *.service) d=$(DESTDIR)$(SYSTEMDUNITDIR);; *) d=$(DESTDIR)$(DOCDIR)/examples/cyrus;; esac; \
 		echo "sed (paths) $$f > $$d/$${f##*/}"; \
 		sed -e 's|/usr/sbin/|$(SBINDIR)/|g' -e 's|/etc/ssepush/|$(SYSCONFDIR)/ssepush/|g' $$f >$$d/$${f##*/}; \
@@ -283,7 +283,8 @@ uninstall:
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man5/,$(notdir $(filter %.5,$(MAN_PAGES))))
 	rm -f $(addprefix $(DESTDIR)$(SYSTEMDUNITDIR)/,$(notdir $(UNITS)))
 	rm -f $(DESTDIR)$(DOCDIR)/README.md $(DESTDIR)$(DOCDIR)/examples/nginx/*.conf \
-		$(DESTDIR)$(DOCDIR)/examples/cyrus/cyrus.conf $(DESTDIR)$(DOCDIR)/examples/cyrus/imapd.conf
+		$(DESTDIR)$(DOCDIR)/examples/cyrus/cyrus.conf $(DESTDIR)$(DOCDIR)/examples/cyrus/imapd.conf \
+		$(DESTDIR)$(DOCDIR)/examples/cyrus/imapd-jmap.conf
 	@set -e; for f in $(CONFS); do dst=$(DESTDIR)$(SYSCONFDIR)/ssepush/$${f##*/}; \
 		rm -f $$dst.dist; \
 		if [ ! -e $$dst ]; then :; \

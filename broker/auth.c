@@ -38,12 +38,12 @@ _Static_assert(sizeof ((struct auth_result *)0)->session == NAMES_ID_MAX + 1,
 enum auth_reason {
 	AR_MISSING, AR_MALFORMED, AR_TOO_LARGE, AR_ALG_NONE, AR_ALG, AR_SIGNATURE,
 	AR_CLAIMS, AR_EXPIRED, AR_NOT_YET_VALID, AR_CHANNEL, AR_UNTRUSTED_PEER,
-	AR_PUBLISH_SECRET, AR_PUBLISH_NOT_LOCAL, AR_COUNT
+	AR_PUBLISH_SECRET, AR_PUBLISH_NOT_LOCAL, AR_UPSTREAM_ONLY, AR_COUNT
 };
 static const char *const auth_labels[AR_COUNT] = {
 	"missing", "malformed", "too_large", "alg_none", "alg", "signature", "claims",
 	"expired", "not_yet_valid", "channel", "untrusted_peer", "publish_secret",
-	"publish_not_local",
+	"publish_not_local", "upstream_only",
 };
 static atomic_ullong auth_failures[AR_COUNT];
 
@@ -183,6 +183,11 @@ auth_check_config(const struct config *c, const char *path, config_error_fn *rep
 	if (mode == AUTH_TOKEN && tlen == 0) {
 		auth_report(c, path, OPT_AUTH, report, arg,
 		    "auth token needs token_secret or token_secret_file");
+		errors++;
+	}
+	if (mode == AUTH_UPSTREAM && *config_str(c, OPT_UPSTREAM_SESSION_URL) == '\0') {
+		auth_report(c, path, OPT_AUTH, report, arg,
+		    "auth upstream needs upstream_session_url (the JMAP server's session object)");
 		errors++;
 	}
 	if (mode == AUTH_PROXY && *config_str(c, OPT_TRUSTED_PROXIES) == '\0') {
@@ -472,6 +477,44 @@ auth_claims(json_t *claims, const char *channel, size_t len, struct auth_result 
 	return 0;
 }
 
+/*
+ * The JMAP endpoint without ?account=: the first channel a subscriber token with a good
+ * signature names (sub, else channels[0]) into buf. Returns 0, or -1 (no token, a bad
+ * one, none named); the caller then checks the whole token for that channel with
+ * auth_subscriber, which counts and words the refusal.
+ */
+int
+auth_token_account(struct MHD_Connection *conn, char *buf, size_t len)
+{
+	struct auth_result r;
+	const char *tok;
+	jwt_t *j = NULL;
+	json_t *claims, *v;
+	char *text;
+	int ret = -1;
+
+	if (auth.mode != AUTH_TOKEN || (tok = auth_token_find(conn, &r)) == NULL ||
+	    strlen(tok) > (size_t)opt(OPT_MAX_TOKEN_SIZE) || !auth_token_shape(tok) ||
+	    auth_token_alg(tok, &r) == -1 || jwt_decode(&j, tok, (const unsigned char *)auth.token_secret,
+	    (int)auth.token_secret_len) != 0 || jwt_get_alg(j) != JWT_ALG_HS256) {
+		jwt_free(j);
+		return -1;
+	}
+	text = jwt_get_grants_json(j, NULL);
+	jwt_free(j);
+	claims = text != NULL ? json_loads(text, 0, NULL) : NULL;
+	free(text);
+	v = json_object_get(claims, "sub");
+	if (!json_is_string(v))
+		v = json_array_get(json_object_get(claims, "channels"), 0);
+	if (json_is_string(v) && json_string_length(v) < len) {
+		memcpy(buf, json_string_value(v), json_string_length(v) + 1);
+		ret = 0;
+	}
+	json_decref(claims);
+	return ret;
+}
+
 /* Verifies a token for a channel: size, shape, alg, signature, then claims (no I/O: fuzzed). */
 int
 auth_token_check(const char *tok, const char *channel, size_t len, struct auth_result *r)
@@ -519,6 +562,9 @@ auth_subscriber(struct MHD_Connection *conn, const char *channel, size_t len,
 	if (auth.mode == AUTH_PROXY && !cidr_list_match_addr(&auth.trusted, auth_peer(conn)))
 		auth_fail(r, AR_UNTRUSTED_PEER, MHD_HTTP_FORBIDDEN,
 		    "subscribe only through a trusted proxy");
+	else if (auth.mode == AUTH_UPSTREAM)
+		auth_fail(r, AR_UPSTREAM_ONLY, MHD_HTTP_FORBIDDEN,
+		    "auth upstream serves the JMAP endpoint only");
 	else if (auth.mode != AUTH_TOKEN)
 		return 0;
 	else if ((tok = auth_token_find(conn, r)) != NULL &&

@@ -122,11 +122,13 @@ enum opt {
 	OPT_WEBPUSH_WHEN, OPT_WEBPUSH_STORE, OPT_WEBPUSH_TTL, OPT_WEBPUSH_URGENCY,
 	OPT_WEBPUSH_MAX_PER_CHANNEL, OPT_WEBPUSH_QUEUE, OPT_WEBPUSH_CONCURRENCY,
 	OPT_WEBPUSH_RETRIES, OPT_WEBPUSH_RECLAIM,
+	OPT_JMAP_EVENTSOURCE_PATH, OPT_UPSTREAM_SESSION_URL, OPT_UPSTREAM_CACHE_TTL,
+	OPT_UPSTREAM_CACHE_SIZE, OPT_UPSTREAM_TIMEOUT, OPT_UPSTREAM_MAX_PENDING,
 	OPT_COUNT
 };
 
 /* Values of the auth directive. */
-enum auth_mode { AUTH_NONE, AUTH_TOKEN, AUTH_PROXY };
+enum auth_mode { AUTH_NONE, AUTH_TOKEN, AUTH_PROXY, AUTH_UPSTREAM };
 
 /* Why a request was let in or refused (auth.c fills it, the caller sends the refusal). */
 struct auth_result {
@@ -226,6 +228,7 @@ enum MHD_Result auth_refuse(struct MHD_Connection *conn, const struct auth_resul
 void auth_client_addr(struct MHD_Connection *conn, char *buf, size_t len);
 int auth_mint(const char *channel, const char *session, long long ttl, FILE *out);
 int auth_token_check(const char *tok, const char *channel, size_t len, struct auth_result *r);
+int auth_token_account(struct MHD_Connection *conn, char *buf, size_t len);
 void auth_metrics(FILE *f);
 const struct cidr_list *auth_trusted(void);
 
@@ -251,6 +254,10 @@ void watcher_forget(struct stream *s);
 void subscribe_allow_direct(bool on);
 enum MHD_Result subscribe_start(struct MHD_Connection *conn, const char *version,
     const char *channel, size_t len, void **req_cls);
+int subscribe_ping_arg(const char *v, unsigned *ping);
+struct stream_opts;
+enum MHD_Result subscribe_open(struct MHD_Connection *conn, const char *version, const char *name,
+    size_t len, struct stream_opts *o, const char *last_id, void **req_cls);
 enum MHD_Result subscribe_resumed(struct MHD_Connection *conn, struct stream *s);
 void subscribe_completed(struct stream *s);
 
@@ -260,6 +267,12 @@ enum MHD_Result publish_handle(struct MHD_Connection *conn, const char *url,
 void publish_free(void *state);
 typedef struct json_t json_t;
 unsigned publish_batch_parse(const char *body, size_t len, json_t **out, char *why, size_t whylen);
+
+/* jmap.c */
+enum MHD_Result jmap_start(struct MHD_Connection *conn, const char *version, void **req_cls);
+enum MHD_Result jmap_resumed(struct MHD_Connection *conn, const char *version, void **req_cls);
+void jmap_completed(void *req_cls);
+void jmap_check_config(const struct config *c);
 
 /* ops.c */
 enum MHD_Result ops_handle(struct MHD_Connection *conn, const char *url);

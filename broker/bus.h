@@ -37,6 +37,8 @@ typedef void bus_join_done(struct stream *s, int status);
  * with the id the reset carries (RESET_UNAVAILABLE: the history could not be read).
  */
 typedef void bus_replay_done(struct stream *s, int status, uint64_t last, struct event **ev, size_t n);
+/* A JMAP state fetch's answer: status 0 with the stored state's JSON object (borrowed; NULL: none), or -1. */
+typedef void bus_state_done(struct stream *s, int status, const char *json, size_t len);
 
 struct bus_ops {
 	const char *name;
@@ -66,6 +68,8 @@ struct bus_ops {
 	void (*replay)(struct stream *s, const char *last_id, bus_replay_done *done);
 	/* Whether some publish can succeed now (a Redis shard is up), else why not; NULL: as ready(). */
 	bool (*accepting)(char *why, size_t len);
+	/* Fetches the JMAP state stored for s's channel (its account); the caller holds a stream reference, which done drops. */
+	void (*jmap_state)(struct stream *s, bus_state_done *done);
 };
 
 /* The active bus, chosen once by main.c before any thread starts. */

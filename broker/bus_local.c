@@ -17,6 +17,7 @@
 #include "broker.h"
 #include "channel.h"
 #include "fanout.h"
+#include "jmap.h"
 #include "log.h"
 #include "stream.h"
 #include "webpush.h"
@@ -106,6 +107,9 @@ local_publish(const struct publish_req *req, bus_publish_done *done, void *arg)
 		done(arg, -1, NULL, 0);
 		return;
 	}
+	/* Before the event is in the ring: a JMAP stream that fetches the state after reads it there. */
+	if (req->type != NULL && strcmp(req->type, JMAP_STATE_EVENT) == 0)
+		jmap_store_merge(req->channel, req->data, req->len);
 	pthread_mutex_lock(&ch->lock);
 	seq = atomic_fetch_add(&seq_counter, 1) + 1;
 	local_format_id(id, sizeof id, seq);
@@ -163,6 +167,17 @@ local_replay(struct stream *s, const char *last_id, bus_replay_done *done)
 	done(s, RESET_UNKNOWN, last, NULL, 0);
 }
 
+/* The state jmap_store.c keeps, answered at once. */
+static void
+local_jmap_state(struct stream *s, bus_state_done *done)
+{
+	size_t len = 0;
+	char *json = jmap_store_get(s->ch->name, &len);	/* new */
+
+	done(s, 0, json, len);
+	free(json);
+}
+
 const struct bus_ops bus_local = {
 	.name = "local",
 	.start = local_start,
@@ -176,4 +191,5 @@ const struct bus_ops bus_local = {
 	.leave = local_leave,
 	.position = local_position,
 	.replay = local_replay,
+	.jmap_state = local_jmap_state,
 };

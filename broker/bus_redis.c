@@ -364,6 +364,25 @@ redis_bus_replay(struct stream *s, const char *last_id, bus_replay_done *done)
 		redis_replay_cancel(r);
 }
 
+/* Queues a JMAP state fetch (redis_state.c); fails it at once when stopping. */
+static void
+redis_bus_jmap_state(struct stream *s, bus_state_done *done)
+{
+	struct redis_state *j = calloc(1, sizeof *j);
+
+	if (j == NULL) {
+		done(s, -1, NULL, 0);
+		return;
+	}
+	j->job.kind = JOB_STATE;
+	j->s = s;
+	j->done = done;
+	if (redis_bus_enqueue(&j->job) == -1) {
+		free(j);
+		done(s, -1, NULL, 0);
+	}
+}
+
 /* Runs one job on the Redis thread (or, after it stopped, fails it). */
 static void
 redis_bus_run(struct redis_job *j)
@@ -380,6 +399,9 @@ redis_bus_run(struct redis_job *j)
 		break;
 	case JOB_REPLAY:
 		redis_replay_run((struct redis_replay *)j);
+		break;
+	case JOB_STATE:
+		redis_state_run((struct redis_state *)j);
 		break;
 	}
 }
@@ -515,4 +537,5 @@ const struct bus_ops bus_redis = {
 	.leave = redis_bus_leave,
 	.position = redis_bus_position,
 	.replay = redis_bus_replay,
+	.jmap_state = redis_bus_jmap_state,
 };

@@ -58,6 +58,8 @@ http_access(void *cls, struct MHD_Connection *conn, const char *url, const char 
 		return subscribe_resumed(conn, *req_cls);	/* the join answered */
 	if (*req_cls != NULL && *(enum req_kind *)*req_cls == REQ_WEBPUSH)
 		return webpush_http_handle(conn, url, method, upload, upload_size, req_cls);
+	if (*req_cls != NULL && *(enum req_kind *)*req_cls == REQ_UPSTREAM)
+		return jmap_resumed(conn, version, req_cls);	/* auth upstream answered */
 	if (*req_cls != NULL && *(enum req_kind *)*req_cls == REQ_BAD_LINE) {
 		*req_cls = NULL;
 		return reply_error(conn, MHD_HTTP_BAD_REQUEST, "NUL byte in the request line");
@@ -87,9 +89,15 @@ http_access(void *cls, struct MHD_Connection *conn, const char *url, const char 
 	if (strncmp(url, "/webpush/", 9) == 0)	/* registrations: authenticated as subscribing; their own preflight */
 		return webpush_http_handle(conn, url, method, upload, upload_size, req_cls);
 	if (strcmp(method, MHD_HTTP_METHOD_OPTIONS) == 0 && *opt_str(OPT_CORS_ORIGINS) != '\0')
-		return reply_preflight(conn, strncmp(url, HTTP_EVENTS, strlen(HTTP_EVENTS)) == 0,
+		return reply_preflight(conn, strncmp(url, HTTP_EVENTS, strlen(HTTP_EVENTS)) == 0 ||
+		    (*opt_str(OPT_JMAP_EVENTSOURCE_PATH) != '\0' && strcmp(url, opt_str(OPT_JMAP_EVENTSOURCE_PATH)) == 0),
 		    serves_publish && (strcmp(url, HTTP_PUBLISH) == 0 ||
 		    strncmp(url, HTTP_PUBLISH "/", strlen(HTTP_PUBLISH) + 1) == 0));
+	if (*opt_str(OPT_JMAP_EVENTSOURCE_PATH) != '\0' && strcmp(url, opt_str(OPT_JMAP_EVENTSOURCE_PATH)) == 0) {
+		if (!get)
+			return reply_method_not_allowed(conn, "GET");
+		return jmap_start(conn, version, req_cls);
+	}
 	if (http_route(url, HTTP_EVENTS, &rest)) {
 		if (!get)
 			return reply_method_not_allowed(conn, "GET");
@@ -132,5 +140,7 @@ http_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 		publish_free(kind);
 	else if (*kind == REQ_WEBPUSH)
 		webpush_http_free(kind);
+	else if (*kind == REQ_UPSTREAM)
+		jmap_completed(kind);
 	*req_cls = NULL;	/* REQ_HEADERS: a static marker, nothing to free */
 }

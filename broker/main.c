@@ -18,6 +18,7 @@
 #include "bus.h"
 #include "channel.h"
 #include "log.h"
+#include "upstream.h"
 #include "stream.h"
 #include "webpush.h"
 
@@ -58,6 +59,8 @@ load_config(config_error_fn *report)
 		config_free(c);
 		return NULL;
 	}
+	if (c != NULL)
+		jmap_check_config(c);
 	return c;
 }
 
@@ -137,6 +140,7 @@ shutdown_broker(void)
 	shard_quiesce_all();
 	webpush_stop();		/* registration requests it holds get their answers and resume */
 	bus->stop();		/* requests waiting on Redis get their answers and resume */
+	upstream_stop();	/* requests waiting for auth upstream get 503 and resume */
 	stream_end_all(false);
 	while (atomic_load(&counters.streams) > 0 && waited < BROKER_STOP_GRACE_MS) {
 		nanosleep(&ms20, NULL);
@@ -309,7 +313,8 @@ main(int argc, char **argv)
 	/* The one place that chooses the bus: nothing else asks which one is active. */
 	bus = *opt_str(OPT_REDIS) != '\0' ? &bus_redis : &bus_local;
 	if (channel_table_init(bus->floor) == -1 ||
-	    bus->start() == -1 || watcher_start() == -1 || webpush_start() == -1 || shard_start_all() == -1)
+	    bus->start() == -1 || watcher_start() == -1 || upstream_start() == -1 ||
+	    webpush_start() == -1 || shard_start_all() == -1)
 		fatal("start-up failed");
 	log_info("ready: listening on %s", shard_listen_addr());
 	signal_loop(&set);

@@ -16,7 +16,7 @@
 
 struct config *broker_config;
 
-static const char *const auth_modes[] = { "none", "token", "proxy", NULL };
+static const char *const auth_modes[] = { "none", "token", "proxy", "upstream", NULL };
 static const char *const log_levels[] = LOG_LEVEL_NAMES;
 static const char *const webpush_whens[] = { "offline", "always", NULL };
 static const char *const webpush_urgencies[] = { "very-low", "low", "normal", "high", NULL };
@@ -128,13 +128,51 @@ check_proxies(const char *v, char *err, size_t errlen)
 	return cidr_list_parse(v, &l, err, errlen);
 }
 
+/* An http:// or https:// URL, or empty. */
+static int
+check_upstream_url(const char *v, char *err, size_t errlen)
+{
+	size_t i;
+
+	if (*v == '\0')
+		return 0;
+	for (i = 0; v[i] != '\0'; i++)
+		if ((unsigned char)v[i] <= ' ' || (unsigned char)v[i] >= 0x7f)
+			break;
+	if (v[i] != '\0' || (strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0)) {
+		snprintf(err, errlen, "an http:// or https:// URL expected");
+		return -1;
+	}
+	return 0;
+}
+
+/* The JMAP endpoint's path: empty (off), or absolute and clear of the broker's own paths. */
+static int
+check_jmap_path(const char *v, char *err, size_t errlen)
+{
+	size_t i;
+
+	if (*v == '\0')
+		return 0;
+	for (i = 0; v[i] != '\0'; i++)
+		if (v[i] <= ' ' || v[i] == '?' || v[i] == '%' || v[i] == '#' || (unsigned char)v[i] >= 0x7f)
+			break;
+	if (v[0] != '/' || v[i] != '\0' || strncmp(v, "/events/", 8) == 0 ||
+	    strncmp(v, "/publish", 8) == 0 || strncmp(v, "/stats", 6) == 0 ||
+	    strcmp(v, "/healthz") == 0 || strcmp(v, "/metrics") == 0) {
+		snprintf(err, errlen, "an absolute path outside /events/, /publish, /stats, /healthz and /metrics expected");
+		return -1;
+	}
+	return 0;
+}
+
 const struct config_directive broker_directives[OPT_COUNT] = {
 	[OPT_LISTEN] = { "listen", CONFIG_STRING, 1, 64, "127.0.0.1:8080", NULL, false,
 	    check_listen, "address:port for subscribers (and publishers unless publish_listen is set); port 0 picks a free one" },
 	[OPT_PUBLISH_LISTEN] = { "publish_listen", CONFIG_STRING, 0, 64, "", NULL, false,
 	    check_listen, "separate address:port for publishing and the operations endpoints; empty = same as listen" },
 	[OPT_AUTH] = { "auth", CONFIG_ENUM, 0, 0, "none", auth_modes, false, NULL,
-	    "subscriber authentication: none (the channel in the URL is trusted; loopback listen only), token (a JWT signed with token_secret), proxy (only trusted_proxies may subscribe)" },
+	    "subscriber authentication: none (the channel in the URL is trusted; loopback listen only), token (a JWT signed with token_secret), proxy (only trusted_proxies may subscribe), upstream (the JMAP endpoint only: its Authorization and cookies are checked by upstream_session_url, whose accounts they may read)" },
 	[OPT_TOKEN_SECRET] = { "token_secret", CONFIG_STRING, 0, 1024, "", NULL, false, check_secret,
 	    "HS256 key of subscriber tokens (at least 32 bytes); prefer token_secret_file" },
 	[OPT_TOKEN_SECRET_FILE] = { "token_secret_file", CONFIG_STRING, 0, 1024, "", NULL, false, NULL,
@@ -232,6 +270,19 @@ const struct config_directive broker_directives[OPT_COUNT] = {
 	    "retries of a message the push service answered 5xx or 429 (or could not be reached), with backoff from 1 s doubling; Retry-After is honoured" },
 	[OPT_WEBPUSH_RECLAIM] = { "webpush_reclaim", CONFIG_SECONDS, 1, 3600, "30", NULL, false, NULL,
 	    "Redis: seconds an event a broker took from the push queue may go untouched before another broker takes it over (the first one died)" },
+	[OPT_JMAP_EVENTSOURCE_PATH] = { "jmap_eventsource_path", CONFIG_STRING, 0, 200, "/jmap/eventsource/",
+	    NULL, false, check_jmap_path,
+	    "path of the JMAP push endpoint (RFC 8620 section 7.3: types, closeafter, ping; event: state); route the JMAP server's eventSourceUrl here; empty = off" },
+	[OPT_UPSTREAM_SESSION_URL] = { "upstream_session_url", CONFIG_STRING, 0, 1024, "", NULL, false,
+	    check_upstream_url, "auth upstream: the JMAP session object (Cyrus: http://host/jmap/) that the JMAP endpoint's Authorization and cookies are sent to; its accounts are what they may read" },
+	[OPT_UPSTREAM_CACHE_TTL] = { "upstream_cache_ttl", CONFIG_SECONDS, 0, 86400, "60", NULL, true, NULL,
+	    "auth upstream: seconds an answer (accounts, or a refusal) is kept per credential (a SHA-256 of it); 0 = ask every time" },
+	[OPT_UPSTREAM_CACHE_SIZE] = { "upstream_cache_size", CONFIG_INT, 1, 10000000, "10000", NULL, true, NULL,
+	    "auth upstream: credentials cached at most; beyond, the oldest answer goes" },
+	[OPT_UPSTREAM_TIMEOUT] = { "upstream_timeout", CONFIG_INT, 100, 60000, "5000", NULL, true, NULL,
+	    "auth upstream: milliseconds the session request may take (connect included); past it the client gets 503 with Retry-After" },
+	[OPT_UPSTREAM_MAX_PENDING] = { "upstream_max_pending", CONFIG_INT, 1, 100000, "1000", NULL, true, NULL,
+	    "auth upstream: session requests in flight at most; beyond, a client whose credential is not cached gets 503 with Retry-After" },
 	[OPT_DEMO] = { "demo", CONFIG_BOOL, 0, 1, "off", NULL, true, NULL,
 	    "serve the demo page at / (a live event view and a publish form; /ssepush.js is always served)" },
 };

@@ -29,7 +29,7 @@
 #define REDIS_PROBE_MS 3000		/* how often each shard's pub/sub path is probed */
 
 /* Work handed from other threads to the Redis thread, in one FIFO queue. */
-enum redis_job_kind { JOB_PUBLISH, JOB_JOIN, JOB_LEAVE, JOB_REPLAY };
+enum redis_job_kind { JOB_PUBLISH, JOB_JOIN, JOB_LEAVE, JOB_REPLAY, JOB_STATE };
 struct redis_job {
 	struct jobq_node node;		/* first: the queue's link */
 	enum redis_job_kind kind;
@@ -61,6 +61,13 @@ struct redis_replay {
 	bus_replay_done *done;
 	uint64_t key;			/* the client's id as a key, or 0 when it is not a stream id */
 	char from[];			/* the client's id */
+};
+
+/* A JMAP stream's fetch of its account's state (redis_state.c). */
+struct redis_state {
+	struct redis_job job;		/* first */
+	struct stream *s;		/* referenced by the caller until done */
+	bus_state_done *done;
 };
 
 /* A channel's subscription: none, SUBSCRIBE sent, syncing the ring, live, UNSUBSCRIBE sent. */
@@ -125,6 +132,9 @@ void redis_replay_run(struct redis_replay *r);
 void redis_replay_defer(struct redis_chan *b, struct redis_replay *r);
 void redis_replay_flush(struct redis_chan *b);
 void redis_replay_cancel(struct redis_replay *r);
+
+/* redis_state.c */
+void redis_state_run(struct redis_state *j);
 
 /* redis_sub.c */
 struct redis_chan *redis_sub_chan(struct channel *ch, bool create);

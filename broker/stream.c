@@ -16,6 +16,7 @@
 
 #include "broker.h"
 #include "bus.h"
+#include "jmap.h"
 #include "log.h"
 #include "sockset.h"
 #include "sse.h"
@@ -39,9 +40,12 @@ stream_new(const struct stream_opts *o)
 {
 	struct stream *s = calloc(1, sizeof *s);
 
-	if (s == NULL)
+	if (s == NULL) {
+		jmap_sub_free(o->jmap);
 		return NULL;
+	}
 	s->kind = REQ_STREAM;
+	s->jmap = o->jmap;
 	s->conn = o->conn;
 	s->fd = o->fd;
 	s->refs = 1;
@@ -90,6 +94,7 @@ stream_free(struct stream *s)
 	direct_free(&s->direct);
 	free(s->session);
 	free(s->origins);
+	jmap_sub_free(s->jmap);
 	free(s);
 }
 
@@ -293,6 +298,8 @@ stream_attach(struct stream *s, struct channel *ch, const char *last_id)
 		stream_reset(s, pos);
 	else if (pos == BUS_POS_REMOTE)
 		s->pending = true;
+	if (s->jmap != NULL)
+		s->pending = true;	/* until its account's state is known (stream_jmap_ready) */
 	pthread_mutex_unlock(&ch->lock);
 	return pos == BUS_POS_REMOTE ? STREAM_REMOTE : 0;
 }
@@ -395,6 +402,35 @@ drop:
 		stream_wake(s);
 }
 
+/* Installs a JMAP stream's stored state and its reconnect StateChange, then reads on. */
+void
+stream_jmap_ready(struct stream *s, int status, const char *json, size_t len)
+{
+	struct stream_replay *r;
+	struct event *ev;
+
+	pthread_mutex_lock(&s->ch->lock);
+	if (!s->dead) {
+		if (status != 0)
+			s->closing = true;	/* the client reconnects, maybe to a broker that can read it */
+		else if ((ev = jmap_sub_ready(s->jmap, json, len)) != NULL) {
+			if ((r = calloc(1, sizeof *r)) == NULL || (r->ev = malloc(sizeof *r->ev)) == NULL) {
+				free(r);
+				event_unref(ev);
+				s->closing = true;
+			} else {
+				r->ev[0] = ev;
+				r->n = 1;
+				s->replay = r;
+			}
+		}
+		s->pending = false;
+		stream_wake(s);
+	}
+	pthread_mutex_unlock(&s->ch->lock);
+	stream_unref(s);
+}
+
 /*
  * Copies what fits of the rest of ev; returns bytes copied. An event left halfway is
  * referenced, so eviction cannot cut a frame in two.
@@ -474,7 +510,13 @@ stream_fill(struct stream *s, char *buf, size_t max)
 			continue;
 		}
 		if (!s->pending && (ev = stream_next_ring(s)) != NULL) {
-			if (ev->seq > s->skip_until && stream_wants(s, ev))
+			if (s->jmap != NULL) {
+				/* A JMAP stream sends its own StateChange for the event, or nothing. */
+				if ((ev = jmap_sub_event(s->jmap, ev)) != NULL) {
+					n += stream_copy_event(s, ev, buf + n, max - n);
+					event_unref(ev);
+				}
+			} else if (ev->seq > s->skip_until && stream_wants(s, ev))
 				n += stream_copy_event(s, ev, buf + n, max - n);
 			continue;
 		}
@@ -487,7 +529,8 @@ stream_fill(struct stream *s, char *buf, size_t max)
 		if (s->ping_due && n == 0) {
 			s->small |= STREAM_SMALL_PING;
 			atomic_fetch_add(&counters.pings, 1);
-			s->sent = true;
+			if (s->jmap == NULL)
+				s->sent = true;	/* closeafter=state on the JMAP endpoint waits for a state */
 			s->ping_due = false;
 			continue;
 		}

@@ -21,9 +21,10 @@
 #include "wheel.h"
 
 struct MHD_Connection;
+struct jmap_sub;
 
 /* What a request's MHD req_cls points at: each kind starts with this. */
-enum req_kind { REQ_STREAM = 1, REQ_PUBLISH, REQ_HEADERS, REQ_BAD_LINE, REQ_WEBPUSH };
+enum req_kind { REQ_STREAM = 1, REQ_PUBLISH, REQ_HEADERS, REQ_BAD_LINE, REQ_WEBPUSH, REQ_UPSTREAM };
 
 /* Why a stream gets "event: reset" (the reason string in its data). */
 enum reset_reason { RESET_UNKNOWN, RESET_EXPIRED, RESET_LAGGED, RESET_UNAVAILABLE };
@@ -45,6 +46,7 @@ struct stream {
 	struct event *partial;		/* the event at cursor, referenced while offset > 0 */
 	void *bus_member;		/* the bus implementation's state for this stream (bus only) */
 	struct MHD_Response *head;	/* borrowed: its header list is freed at the first read */
+	struct jmap_sub *jmap;		/* owned: a JMAP stream's state (jmap_stream.c), else NULL */
 	char *session;			/* owned, or NULL */
 	char *origins;			/* owned comma list, or NULL */
 	struct direct direct;		/* the unsent rest of a directly written chunk */
@@ -82,6 +84,7 @@ struct stream_opts {
 	int fd;				/* the socket, or -1 */
 	const char *session, *origins;	/* or NULL */
 	unsigned ping;			/* seconds, 0 = none */
+	struct jmap_sub *jmap;		/* a JMAP stream's state (stolen by stream_new, even when it fails), or NULL */
 	bool longpoll;
 	bool direct_ok;			/* HTTP/1.1: direct chunk writes allowed */
 };
@@ -124,6 +127,12 @@ void stream_force_reset(struct stream *s, uint64_t key, int reason);
  * that reason carrying key. Clears pending and wakes s.
  */
 void stream_replayed(struct stream *s, int status, struct event **ev, size_t n, uint64_t key);
+/*
+ * The bus's answer to a JMAP stream's state fetch (any thread; a bus_state_done): the
+ * stored state becomes what its client has, a reconnect's StateChange is queued first,
+ * and the ring is read from then on. Drops the fetch's reference.
+ */
+void stream_jmap_ready(struct stream *s, int status, const char *json, size_t len);
 /* The watcher saw the client hang up: the reader ends the response. */
 void stream_hangup(struct stream *s);
 /* The watcher saw the socket writable: sends more of a direct write's rest. */

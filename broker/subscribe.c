@@ -54,23 +54,32 @@ subscribe_keepalive(int fd)
 		log_debug("tcp keepalive: %s", strerror(errno));
 }
 
-/* Reads ?ping= (clamped to [ping_min, ping_max]; 0 = none); -1 if bad. */
-static int
+/*
+ * Reads ?ping= into *ping: absent, the ping_interval default; 0, no pings; any other
+ * decimal, clamped to [ping_min, ping_max] (DESIGN.md, RFC 8620 section 7.3), however
+ * large, even past what fits in a long. Returns -1 for anything but digits.
+ */
+int
 subscribe_ping_arg(const char *v, unsigned *ping)
 {
-	char *end;
-	unsigned long n;
+	unsigned long long n = 0, max = (unsigned long long)opt(OPT_PING_MAX);
+	const char *p;
 
 	*ping = (unsigned)opt(OPT_PING_INTERVAL);
 	if (v == NULL)
 		return 0;
-	n = strtoul(v, &end, 10);
-	if (*v < '0' || *v > '9' || *end != '\0' || n > 86400)
+	if (*v == '\0')
 		return -1;
-	if (n > 0 && n < (unsigned long)opt(OPT_PING_MIN))
-		n = (unsigned long)opt(OPT_PING_MIN);
-	if (n > (unsigned long)opt(OPT_PING_MAX))
-		n = (unsigned long)opt(OPT_PING_MAX);
+	for (p = v; *p != '\0'; p++) {
+		if (*p < '0' || *p > '9')
+			return -1;
+		if (n <= max)	/* stop growing once past the clamp: no overflow */
+			n = n * 10 + (unsigned)(*p - '0');
+	}
+	if (n > 0 && n < (unsigned long long)opt(OPT_PING_MIN))
+		n = (unsigned long long)opt(OPT_PING_MIN);
+	if (n > max)
+		n = max;
 	*ping = (unsigned)n;
 	return 0;
 }
@@ -135,6 +144,13 @@ subscribe_respond(struct stream *s)
 		return subscribe_refuse_for_now(s->conn, MHD_HTTP_SERVICE_UNAVAILABLE, s->join_status == -2 ?
 		    REFUSE_WATCH : REFUSE_BUS, s->join_status == -2 ? "cannot watch the connection" :
 		    "the bus could not confirm the subscription (redis unavailable)");
+	if (s->jmap != NULL) {
+		/* After the join, so that every state stored after the fetch comes as an event. */
+		pthread_mutex_lock(&s->ch->lock);
+		stream_ref_locked(s);
+		pthread_mutex_unlock(&s->ch->lock);
+		bus->jmap_state(s, stream_jmap_ready);
+	}
 	r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, SUBSCRIBE_BLOCK, stream_read, s, NULL);
 	if (r == NULL)
 		return MHD_NO;
@@ -208,13 +224,9 @@ enum MHD_Result
 subscribe_start(struct MHD_Connection *conn, const char *version, const char *name, size_t len,
     void **req_cls)
 {
-	const union MHD_ConnectionInfo *ci;
 	const char *last_id, *why;
 	struct stream_opts o = { .conn = conn, .fd = -1 };
 	struct auth_result ar;
-	struct channel *ch;
-	struct stream *s;
-	int pos;
 
 	if (!names_channel_valid(name, len))
 		return reply_error(conn, MHD_HTTP_BAD_REQUEST, "invalid channel name");
@@ -222,11 +234,33 @@ subscribe_start(struct MHD_Connection *conn, const char *version, const char *na
 		return auth_refuse(conn, &ar);
 	if ((why = subscribe_parse(conn, &ar, &o)) != NULL)
 		return reply_error(conn, MHD_HTTP_BAD_REQUEST, why);
+	last_id = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Last-Event-ID");
+	if (last_id == NULL)
+		last_id = request_arg(conn, "last_event_id");
+	return subscribe_open(conn, version, name, len, &o, last_id, req_cls);
+}
+
+/*
+ * Makes the stream of an authorised, parsed request (o; o->jmap is stolen), applies
+ * the limits, attaches it to the channel for a client that last saw last_id and joins
+ * it; the stream becomes the req_cls. JMAP streams are never written directly (each
+ * event becomes their own StateChange in the reader).
+ */
+enum MHD_Result
+subscribe_open(struct MHD_Connection *conn, const char *version, const char *name, size_t len,
+    struct stream_opts *o, const char *last_id, void **req_cls)
+{
+	const union MHD_ConnectionInfo *ci;
+	struct channel *ch;
+	struct stream *s;
+	int pos;
+
 	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-	o.fd = ci != NULL ? ci->connect_fd : -1;
+	o->fd = ci != NULL ? ci->connect_fd : -1;
 	/* Direct writes frame HTTP/1.1 chunks (HTTP/1.0 responses are not chunked). */
-	o.direct_ok = direct_allowed && o.fd >= 0 && strcmp(version, MHD_HTTP_VERSION_1_1) == 0;
-	if ((s = stream_new(&o)) == NULL)
+	o->direct_ok = direct_allowed && o->fd >= 0 && o->jmap == NULL &&
+	    strcmp(version, MHD_HTTP_VERSION_1_1) == 0;
+	if ((s = stream_new(o)) == NULL)
 		return MHD_NO;
 	if (atomic_fetch_add(&counters.streams, 1) >= (unsigned long long)opt(OPT_MAX_CONNECTIONS))
 		return subscribe_refuse(s, MHD_HTTP_SERVICE_UNAVAILABLE, REFUSE_CONNECTIONS,
@@ -234,9 +268,6 @@ subscribe_start(struct MHD_Connection *conn, const char *version, const char *na
 	if ((ch = channel_get(name, len, true)) == NULL)
 		return subscribe_refuse(s, MHD_HTTP_SERVICE_UNAVAILABLE, REFUSE_CHANNELS,
 		    "too many channels", conn);
-	last_id = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Last-Event-ID");
-	if (last_id == NULL)
-		last_id = request_arg(conn, "last_event_id");
 	if ((pos = stream_attach(s, ch, last_id)) == STREAM_FULL)
 		return subscribe_refuse(s, MHD_HTTP_TOO_MANY_REQUESTS, REFUSE_SUBSCRIBERS,
 		    "too many subscribers on this channel", conn);

@@ -27,9 +27,10 @@
  *   <prefix>p:<broker>   pub/sub channel: the broker's probe of its pub/sub connection
  *   <prefix>w:<channel>  hash: web push registration id -> its JSON (broker/webpush_redis.c)
  *   <prefix>wq           stream: events for web push, read by a consumer group of brokers
+ *   <prefix>j:<account>  hash: JMAP type -> the account's latest state (jmap_state.h)
  */
 enum bus_key { BUS_KEY_HISTORY = 'h', BUS_KEY_COUNTS = 'n', BUS_KEY_NOTIFY = 'c', BUS_KEY_ALIVE = 'b',
-	BUS_KEY_PROBE = 'p', BUS_KEY_WEBPUSH = 'w' };
+	BUS_KEY_PROBE = 'p', BUS_KEY_WEBPUSH = 'w', BUS_KEY_JMAP = 'j' };
 
 extern const char bus_publish_script[];
 extern const char bus_replay_script[];

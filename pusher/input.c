@@ -28,7 +28,8 @@ static struct coalesce_stats coal_base;	/* counters of coalescers replaced on re
 static char describe[160];
 static char buf[NOTIFY_DATAGRAM_MAX + 1];	/* one byte more to see an oversized datagram */
 static struct notify_msg msg;
-static struct ratelimit rl_bad, rl_drop_user, rl_queue, rl_recv;
+static struct ratelimit rl_bad, rl_drop_user, rl_queue, rl_recv, rl_jmap;
+static struct jmap_windows *jw;		/* jmap_states on: the accounts' open windows */
 
 /* What the pusher reads from, for the ready line. */
 const char *
@@ -78,6 +79,27 @@ input_enqueue(struct coalesce_event *ev, uint64_t now)
 		    pusher_queue.len, popt(POPT_QUEUE_MAX), ev->channel, pusher_counters.queue_dropped, n);
 }
 
+/* Hands every JMAP window due at now to the queue (a full queue drops it, counted and logged). */
+static void
+input_flush_jmap(uint64_t now)
+{
+	struct jmap_update u;
+	uint64_t n;
+
+	while (jw != NULL && jmap_windows_pop_due(jw, now, &u) == 1) {
+		log_debug("jmap: states of \"%s\": %u notifications", u.channel, u.notifications);
+		if (queue_push_jmap(&pusher_queue, &u) == 0) {
+			pusher_counters.queued++;
+			continue;
+		}
+		pusher_counters.queue_dropped++;
+		if (ratelimit_pass(&rl_queue, now, &n))
+			log_warn("queue full (%zu events waiting for Redis, queue_max %lld): dropped the JMAP "
+			    "states of \"%s\" (%" PRIu64 " such lines suppressed)", pusher_queue.len,
+			    popt(POPT_QUEUE_MAX), u.channel, n);
+	}
+}
+
 /* Hands every window due at now (COALESCE_NEVER: all of them) to the queue. */
 static void
 input_flush(uint64_t now)
@@ -85,6 +107,7 @@ input_flush(uint64_t now)
 	struct coalesce_event ev = { 0 };
 	int r;
 
+	input_flush_jmap(now);
 	while ((r = coalesce_pop_due(coal, now, &ev)) != 0) {
 		if (r == 1) {
 			log_debug("change for \"%s\": %u notifications", ev.channel, ev.notifications);
@@ -103,6 +126,9 @@ input_schedule(uint64_t now)
 {
 	uint64_t next = coalesce_next_deadline(coal);
 	struct timeval tv;
+
+	if (jw != NULL && jmap_windows_next_deadline(jw) < next)
+		next = jmap_windows_next_deadline(jw);
 
 	if (next == COALESCE_NEVER) {
 		event_del(window_ev);
@@ -149,6 +175,13 @@ input_datagram(size_t len, uint64_t now)
 		log_debug("notify: %s %s owner \"%s\" mailbox \"%s\" session \"%s\"",
 		    notify_class_name(msg.cls), msg.event, log_escape(esc, msg.owner, strlen(msg.owner)),
 		    msg.mailbox, msg.session);
+	if (jw != NULL && jmap_windows_add(jw, &msg, now) == -1) {
+		pusher_counters.jmap_dropped++;
+		if (ratelimit_pass(&rl_jmap, now, &n))
+			log_warn("jmap: %s states for \"%s\" dropped: max_users accounts have an open window, "
+			    "or channel_format gives no valid channel (%" PRIu64 " such lines suppressed)",
+			    msg.event, log_escape(esc, msg.owner, strlen(msg.owner)), n);
+	}
 	if (coalesce_add(coal, &msg, now) == -1 && ratelimit_pass(&rl_drop_user, now, &n))
 		log_warn("notify: %s event for \"%s\" dropped: %s (%" PRIu64 " such lines suppressed)",
 		    msg.event, log_escape(esc, msg.owner, strlen(msg.owner)), coalesce_error(coal), n);
@@ -283,6 +316,12 @@ input_open(void)
 		log_error("coalesce: %s", err);
 		return -1;
 	}
+	/* The window length, bound and channel_format are read once: a reload keeps them. */
+	if (popt(POPT_JMAP_STATES) && (jw = jmap_windows_new(cc.coalesce_ms, cc.max_users,
+	    cc.channel_format)) == NULL) {
+		log_error("jmap: out of memory");
+		return -1;
+	}
 	if ((options_socket_fd(path) >= 0 ? input_inherited(options_socket_fd(path)) : input_bind(path)) == -1)
 		return -1;
 	input_rcvbuf();
@@ -337,4 +376,6 @@ input_free(void)
 {
 	coalesce_free(coal);
 	coal = NULL;
+	jmap_windows_free(jw);
+	jw = NULL;
 }

@@ -19,6 +19,11 @@
 #define NOTIFY_FIELDS_MAX (6 + NOTIFY_NOPT_MAX + 2)
 #define NOTIFY_NAME_MAX (NOTIFY_USER_MAX + NOTIFY_MAILBOX_MAX + 8)	/* decoded uri path */
 
+const char *const notify_jmap_names[NOTIFY_JMAP_COUNT] = {
+	"Mailbox", "Email", "EmailSubmission", "Calendar", "CalendarEvent", "Contact",
+	"ContactGroup", "Note", "SieveScript", "Quota", "Racl",
+};
+
 /* One NUL-terminated field of the datagram, borrowed from the input buffer. */
 struct notify_field {
 	const char *s;
@@ -255,6 +260,37 @@ notify_uint(json_t *obj, const char *key, uint64_t *v)
 	return true;
 }
 
+/* Reads a decimal string of at most 19 digits (no sign, no blanks) into *v. */
+static bool
+notify_decimal(json_t *j, uint64_t *v)
+{
+	const char *s = json_string_value(j);
+	size_t i, n;
+
+	if (s == NULL || (n = json_string_length(j)) == 0 || n > 19)
+		return false;
+	for (*v = 0, i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		*v = *v * 10 + (uint64_t)(s[i] - '0');
+	}
+	return true;
+}
+
+/* Reads the optional vnd.fastmail.jmapStates object; a key that is not a decimal string stays absent. */
+static void
+notify_jmap_states(json_t *obj, struct notify_msg *out)
+{
+	json_t *js = json_object_get(obj, "vnd.fastmail.jmapStates");
+	int i;
+
+	if (!json_is_object(js))
+		return;
+	for (i = 0; i < NOTIFY_JMAP_COUNT; i++)
+		if (notify_decimal(json_object_get(js, notify_jmap_names[i]), &out->jmap[i]))
+			out->jmap_mask |= 1u << i;
+}
+
 /* Copies an optional id-like string (session id, mailboxID); a malformed one stays "". */
 static void
 notify_id(json_t *obj, const char *key, char *dst, size_t dstsize)
@@ -297,6 +333,7 @@ notify_event_json(json_t *root, unsigned flags, struct notify_msg *out, char *er
 	out->has_uidnext = notify_uint(root, "uidnext", &out->uidnext);
 	out->has_unseen = notify_uint(root, "vnd.cmu.unseenMessages", &out->unseen);
 	out->has_messages = notify_uint(root, "messages", &out->messages);
+	notify_jmap_states(root, out);
 	return 0;
 }
 

@@ -20,6 +20,16 @@
 /* Flags for notify_parse_flags(). */
 #define NOTIFY_NO_VIRTDOMAINS 0x1	/* '@' in a mailbox name is a plain character */
 
+/*
+ * The keys of Cyrus's vnd.fastmail.jmapStates (3.6+: a flat object of decimal strings),
+ * indexes into notify_msg.jmap; notify_jmap_names[] spells them.
+ */
+enum notify_jmap { NOTIFY_JMAP_MAILBOX, NOTIFY_JMAP_EMAIL, NOTIFY_JMAP_EMAILSUBMISSION,
+	NOTIFY_JMAP_CALENDAR, NOTIFY_JMAP_CALENDAREVENT, NOTIFY_JMAP_CONTACT,
+	NOTIFY_JMAP_CONTACTGROUP, NOTIFY_JMAP_NOTE, NOTIFY_JMAP_SIEVESCRIPT, NOTIFY_JMAP_QUOTA,
+	NOTIFY_JMAP_RACL, NOTIFY_JMAP_COUNT };
+extern const char *const notify_jmap_names[NOTIFY_JMAP_COUNT];
+
 enum notify_class {
 	NOTIFY_CLASS_EVENT,	/* RFC 5423 event, JSON message (event_notifier) */
 	NOTIFY_CLASS_MAIL	/* lmtpd delivery notice (mailnotifier) */
@@ -44,6 +54,8 @@ struct notify_msg {
 	uint64_t uidnext;
 	uint64_t unseen;			/* vnd.cmu.unseenMessages after the change */
 	uint64_t messages;			/* messages in the mailbox (QuotaChange: in the quota root) */
+	unsigned jmap_mask;			/* bit 1 << enum notify_jmap: that jmapStates key was a decimal string */
+	uint64_t jmap[NOTIFY_JMAP_COUNT];	/* vnd.fastmail.jmapStates values, where the mask says so */
 };
 
 /*

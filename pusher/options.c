@@ -223,6 +223,8 @@ const struct config_directive pusher_directives[POPT_COUNT] = {
 	    "a change event leaves the queue only once Redis's WAIT says this many replicas hold it (within redis_wait_ms), else it is sent again; 0 = once the primary has it" },
 	[POPT_REDIS_WAIT_MS] = { "redis_wait_ms", CONFIG_INT, 1, 300000, "1000", NULL, true, NULL,
 	    "milliseconds a publish waits for redis_min_replicas replicas (capped at half of the reply timeout)" },
+	[POPT_JMAP_STATES] = { "jmap_states", CONFIG_BOOL, 0, 1, "off", NULL, false, NULL,
+	    "also keep each account's JMAP states (from Cyrus's vnd.fastmail.jmapStates, MailboxModseq events) in Redis and publish a jmap-state event on the account's channel when one grew, once per coalesce_ms window" },
 };
 
 /* Fills a coalescer config from c; its strings stay borrowed from c. */

@@ -15,6 +15,7 @@
 #include <event2/event.h>
 
 #include "coalesce.h"
+#include "jmap_states.h"
 #include "config.h"
 #include "notify.h"
 
@@ -38,7 +39,7 @@
 #define PUSHER_SECRET_MIN 32		/* metrics_secret: shortest accepted, bytes */
 #define PUSHER_SECRET_MAX 1024		/* metrics_secret: longest accepted, bytes */
 #define PUSHER_LATENCY_BUCKETS 16	/* datagram-to-publish histogram buckets, +Inf not counted */
-#define PUSHER_STATS_ROWS 21		/* figures on the stats line (and in /metrics) */
+#define PUSHER_STATS_ROWS 24		/* figures on the stats line (and in /metrics) */
 
 enum popt {
 	POPT_NOTIFY_SOCKET,
@@ -64,6 +65,7 @@ enum popt {
 	POPT_LOG_LEVEL,
 	POPT_REDIS_MIN_REPLICAS,
 	POPT_REDIS_WAIT_MS,
+	POPT_JMAP_STATES,
 	POPT_COUNT
 };
 
@@ -79,6 +81,9 @@ struct pusher_counters {
 	uint64_t resent;		/* sent again after a connection loss (may be duplicates) */
 	uint64_t publish_failed;	/* error replies PUSHER_PUBLISH_TRIES times: given up */
 	uint64_t redis_connects;	/* successful connections */
+	uint64_t jmap_updates;		/* JMAP state updates published (a type grew) */
+	uint64_t jmap_unchanged;	/* JMAP windows whose states Redis already had */
+	uint64_t jmap_dropped;		/* JMAP notifications not folded in (max_users, channel) */
 	uint64_t latency_bucket[PUSHER_LATENCY_BUCKETS + 1];	/* published, by datagram-to-publish ms; last: +Inf */
 	uint64_t latency_sum_ms;
 };
@@ -111,6 +116,8 @@ struct queue_item {
 	unsigned tries;			/* error replies so far */
 	bool stored;			/* the script stored it; waiting for WAIT (redis_pub.c) */
 	uint64_t wait_seq;		/* the WAIT that answers it, on its shard (redis_pub.c) */
+	struct jmap_states *jmap;	/* owned: a JMAP state update (jmap_states on), else NULL */
+	bool merged;			/* jmap: the merge script answered; payload is what grew */
 };
 
 struct queue {
@@ -152,6 +159,7 @@ void input_free(void);
 /* queue.c */
 void queue_init(struct queue *q, size_t max);
 int queue_push(struct queue *q, struct coalesce_event *ev);
+int queue_push_jmap(struct queue *q, const struct jmap_update *u);
 struct queue_item *queue_next_unsent(const struct queue *q);
 void queue_remove(struct queue *q, struct queue_item *it);
 void queue_clear(struct queue *q);

@@ -16,6 +16,19 @@ queue_init(struct queue *q, size_t max)
 	q->max = max;
 }
 
+/* Appends an item at the tail. */
+static void
+queue_link(struct queue *q, struct queue_item *it)
+{
+	it->prev = q->tail;
+	if (q->tail != NULL)
+		q->tail->next = it;
+	else
+		q->head = it;
+	q->tail = it;
+	q->len++;
+}
+
 /*
  * Appends a closed window. Steals ev->payload on success (ev is cleared); returns -1
  * and leaves ev alone when the queue is full or memory ran out.
@@ -33,13 +46,29 @@ queue_push(struct queue *q, struct coalesce_event *ev)
 	it->len = ev->payload_len;
 	it->first_ms = ev->first_ms;
 	ev->payload = NULL;
-	it->prev = q->tail;
-	if (q->tail != NULL)
-		q->tail->next = it;
-	else
-		q->head = it;
-	q->tail = it;
-	q->len++;
+	queue_link(q, it);
+	return 0;
+}
+
+/*
+ * Appends a closed JMAP window (its states are copied; the payload is written once
+ * the merge script said what grew). Returns -1 when the queue is full or memory ran out.
+ */
+int
+queue_push_jmap(struct queue *q, const struct jmap_update *u)
+{
+	struct queue_item *it;
+
+	if (q->len >= q->max || (it = calloc(1, sizeof *it)) == NULL)
+		return -1;
+	if ((it->jmap = malloc(sizeof *it->jmap)) == NULL) {
+		free(it);
+		return -1;
+	}
+	*it->jmap = u->states;
+	memcpy(it->channel, u->channel, sizeof it->channel);
+	it->first_ms = u->first_ms;
+	queue_link(q, it);
 	return 0;
 }
 
@@ -71,6 +100,7 @@ queue_remove(struct queue *q, struct queue_item *it)
 		q->inflight--;
 	q->len--;
 	free(it->payload);
+	free(it->jmap);
 	free(it);
 }
 

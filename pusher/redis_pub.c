@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "jmap_state.h"
 #include "log.h"
 #include "redis_conn.h"
 #include "redis_keys.h"
@@ -43,7 +44,11 @@ struct pub_wait {
 
 static struct pub_shard shards[REDIS_URL_SHARDS_MAX];
 static unsigned nshards;
-static const char *const scripts[] = { bus_publish_script, NULL };
+static const char *const scripts[] = { bus_publish_script, jmap_state_script, NULL };
+
+#define PUB_JMAP_SHA 1			/* index of jmap_state_script in scripts[] */
+#define PUB_JMAP_ARGC (5 + 2 * JMAP_TYPES)
+#define PUB_JMAP_JSON 1024		/* bytes of the states that grew, as JSON */
 static char why_buf[REDIS_CONN_WHY_MAX + 220];
 
 /* The shard of an item's channel. */
@@ -284,6 +289,87 @@ pub_send_waits(void)
 	}
 }
 
+/*
+ * The merge script's answer for a JMAP item: the type, state pairs it stored (what
+ * grew). Nothing grew: done. Else the item becomes a jmap-state publish of those
+ * pairs, sent at once on the same shard (the account's hash and channel share it); a
+ * resend after a lost connection goes straight to the publish.
+ */
+static void
+pub_on_merged(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct queue_item *it = priv;
+	redisReply *r = reply;
+	char json[PUB_JMAP_JSON];
+	size_t i, n = 0;
+	int k;
+
+	if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
+		pub_on_reply(ac, reply, priv);	/* lost connection, or an error reply */
+		return;
+	}
+	json[n++] = '{';
+	for (i = 0; i + 1 < r->elements; i += 2) {
+		if (r->element[i]->type != REDIS_REPLY_STRING || r->element[i + 1]->type != REDIS_REPLY_STRING)
+			break;
+		k = snprintf(json + n, sizeof json - n, "%s\"%s\":\"%s\"", n > 1 ? "," : "",
+		    r->element[i]->str, r->element[i + 1]->str);
+		if (k < 0 || (size_t)k >= sizeof json - n - 1)
+			break;
+		n += (size_t)k;
+	}
+	json[n++] = '}';
+	json[n] = '\0';
+	pub_answered(it);
+	if (r->elements == 0 || i + 1 < r->elements) {
+		if (r->elements == 0)
+			pusher_counters.jmap_unchanged++;
+		else
+			log_error("jmap: unexpected merge reply for \"%s\": states not published", it->channel);
+		queue_remove(&pusher_queue, it);
+		pub_kick();
+		return;
+	}
+	free(it->payload);
+	if ((it->payload = strdup(json)) == NULL) {
+		queue_remove(&pusher_queue, it);
+		return;
+	}
+	it->len = n;
+	it->merged = true;
+	it->was_sent = false;	/* the publish is a new command, not a resend */
+	pusher_counters.jmap_updates++;
+	pub_kick();
+}
+
+/* Sends the merge script for a JMAP item on its shard: KEYS the account's hash, ARGV resend, then pairs. */
+static int
+pub_send_merge(struct pub_shard *s, struct queue_item *it)
+{
+	const char *argv[PUB_JMAP_ARGC];
+	size_t lens[PUB_JMAP_ARGC];
+	char key[BUS_KEY_MAX], vals[JMAP_TYPES][24];
+	int argc = 0, t, i;
+
+	if (bus_key(key, sizeof key, popt_str(POPT_REDIS_PREFIX), BUS_KEY_JMAP, it->channel) == 0)
+		return -1;
+	argv[argc++] = "EVALSHA";
+	argv[argc++] = redis_conn_sha(s->conn, PUB_JMAP_SHA);
+	argv[argc++] = "1";
+	argv[argc++] = key;
+	argv[argc++] = it->was_sent ? "1" : "0";
+	for (t = 0; t < JMAP_TYPES; t++) {
+		if (!(it->jmap->mask & (1u << t)))
+			continue;
+		snprintf(vals[t], sizeof vals[t], "%llu", (unsigned long long)it->jmap->v[t]);
+		argv[argc++] = jmap_type_names[t];
+		argv[argc++] = vals[t];
+	}
+	for (i = 0; i < argc; i++)
+		lens[i] = strlen(argv[i]);
+	return redis_conn_command_argv(s->conn, pub_on_merged, it, argc, argv, lens);
+}
+
 /* Sends queued items to their shards while connected, up to PUSHER_INFLIGHT_MAX unanswered on each. */
 void
 pub_kick(void)
@@ -307,7 +393,26 @@ pub_kick(void)
 		s = pub_shard_of(it);
 		if (it->sent || !redis_conn_is_up(s->conn) || s->inflight >= PUSHER_INFLIGHT_MAX)
 			continue;
+		/* A JMAP item is merged into the account's states first (no WAIT covers the merge:
+		 * the one after its publish covers both). */
+		if (it->jmap != NULL && !it->merged) {
+			if (pub_send_merge(s, it) == -1) {
+				redis_conn_fail(s->conn, "cannot queue a command");
+				full++;
+				continue;
+			}
+			if (it->was_sent)
+				pusher_counters.resent++;
+			it->sent = it->was_sent = true;
+			it->stored = false;
+			it->wait_seq = 0;
+			pusher_queue.inflight++;
+			if (++s->inflight == PUSHER_INFLIGHT_MAX)
+				full++;
+			continue;
+		}
 		/* Every session of the user gets it, except one that produced the origin. */
+		m.type = it->jmap != NULL ? JMAP_STATE_EVENT : PUSHER_EVENT_TYPE;
 		m.channel = it->channel;
 		m.origin = it->origin;
 		m.data = it->payload;

@@ -73,6 +73,9 @@ stats_collect(struct stats_row *rows)
 	ROW("nomem", STATS_COUNTER, s.nomem, "Notifications or events lost to an allocation failure.");
 	ROW("redis", STATS_UP, pub_up(), "Whether the Redis connection takes publishes (1) or not (0).");
 	ROW("redis_connects", STATS_COUNTER, p->redis_connects, "Successful Redis connections.");
+	ROW("jmap_updates", STATS_COUNTER, p->jmap_updates, "jmap_states: windows whose states grew in Redis (a jmap-state event was published).");
+	ROW("jmap_unchanged", STATS_COUNTER, p->jmap_unchanged, "jmap_states: windows whose states Redis already had (nothing published).");
+	ROW("jmap_dropped", STATS_COUNTER, p->jmap_dropped, "jmap_states: notifications whose states were dropped (max_users accounts open, or no valid channel).");
 #undef ROW
 	return n;
 }

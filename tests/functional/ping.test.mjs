@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startBroker, killAll, subscribe, subscribeReady, publishOk, sleep,
+  startBroker, killAll, subscribe, subscribeReady, publishOk, sleep, openStream,
 } from './lib.mjs';
 
 let b;
@@ -50,6 +50,25 @@ test('?ping above ping_max is clamped to ping_max', { timeout: 30000 }, async ()
     await s.waitPings(1, 10000);
     assertPings(s, 2);
   } finally { s.close(); }
+});
+
+test('?ping far above ping_max (99999, and more digits than fit in 64 bits) is clamped, not refused', { timeout: 30000 }, async () => {
+  for (const v of ['99999', '86401', '000000000000000000099999', '99999999999999999999999999']) {
+    const s = await subscribe(b, `/events/pgbig?ping=${v}`);
+    try {
+      await s.waitPings(1, 10000);
+      assertPings(s, 2);
+    } finally { s.close(); }
+  }
+});
+
+test('?ping that is not a decimal number is still 400', { timeout: 30000 }, async () => {
+  for (const v of ['-1', '1.5', 'x', '', '%2B5', '1e3']) {
+    const s = await openStream(b.port, `/events/pgbad?ping=${v}`);
+    try {
+      assert.equal(s.status, 400, `?ping=${v}: ${s.describe()}`);
+    } finally { s.close(); }
+  }
 });
 
 test('?ping below ping_min is clamped to ping_min', { timeout: 30000 }, async () => {
