@@ -130,11 +130,12 @@ $(BUILD)/tests/%: tests/unit/%.c $(LEAF_OBJ) $(BUILD)/.flags
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(FINAL_CFLAGS) $(PKG_CFLAGS) $(FINAL_LDFLAGS) $< $(LEAF_OBJ) -lcmocka $(JANSSON_LIBS) -o $@
 
-# Web push's crypto is a leaf of its own (OpenSSL): only its tests link it.
-$(BUILD)/tests/test_webpush%: tests/unit/test_webpush%.c $(LEAF_OBJ) $(BUILD)/broker/webpush_crypto.o $(BUILD)/.flags
+# Web push's crypto (OpenSSL) and registration parsing: only their tests link them.
+WEBPUSH_UNIT_OBJ := $(BUILD)/broker/webpush_crypto.o $(BUILD)/broker/webpush_reg.o
+$(BUILD)/tests/test_webpush%: tests/unit/test_webpush%.c $(LEAF_OBJ) $(WEBPUSH_UNIT_OBJ) $(BUILD)/.flags
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(FINAL_CFLAGS) $(PKG_CFLAGS) $(FINAL_LDFLAGS) $< $(LEAF_OBJ) $(BUILD)/broker/webpush_crypto.o \
+	$(Q)$(CC) $(FINAL_CFLAGS) $(PKG_CFLAGS) $(FINAL_LDFLAGS) $< $(LEAF_OBJ) $(WEBPUSH_UNIT_OBJ) \
 		-lcmocka $(JANSSON_LIBS) $(shell pkg-config --libs libcrypto 2>/dev/null) -o $@
 
 deps:

@@ -46,9 +46,12 @@ test('the served service worker shows a notification for a push delivered over t
   const page = await openPage('sw');
   const cdp = await ctx.newCDPSession(page);
   const regs = new Map();
+  const versions = [];
   cdp.on('ServiceWorker.workerRegistrationUpdated', (e) => {
     for (const r of e.registrations) regs.set(r.registrationId, r);
   });
+  cdp.on('ServiceWorker.workerVersionUpdated', (e) => versions.push(...e.versions.map((v) => `${v.versionId}:${v.status}:${v.runningStatus}`)));
+  cdp.on('ServiceWorker.workerErrorReported', (e) => versions.push(`error ${JSON.stringify(e.errorMessage)}`));
   await cdp.send('ServiceWorker.enable');
   await page.evaluate(async () => {
     await navigator.serviceWorker.register('/ssepush-sw.js');
@@ -56,12 +59,27 @@ test('the served service worker shows a notification for a push delivered over t
   });
   const reg = await waitFor(() => [...regs.values()].find((r) => r.scopeURL === `${b.url}/` && !r.isDeleted),
     BWAIT, 'the service worker registration over CDP');
+  // A fresh profile's first notification can be lost while Chromium sets notifications
+  // up: wait until one the page shows itself is kept (then close it), before the push.
+  await waitPage(page, async () => {
+    const r = await navigator.serviceWorker.ready;
+    await r.showNotification('ready check', { tag: 'ready-check' });
+    await new Promise((ok) => setTimeout(ok, 200));
+    const n = await r.getNotifications({ tag: 'ready-check' });
+    n.forEach((x) => x.close());
+    return n.length > 0;
+  }, null, BWAIT, 'notifications to be kept by the browser');
+  await waitPage(page, async () => (await (await navigator.serviceWorker.ready).getNotifications()).length === 0,
+    null, BWAIT, 'the ready check closed');
   const push = { channel: 'alice', id: 'abc-7', event: 'change', data: JSON.stringify({ title: 'Mail', body: '1 new message' }) };
   await cdp.send('ServiceWorker.deliverPushMessage', { origin: b.url, registrationId: reg.registrationId, data: JSON.stringify(push) });
   const shown = await waitPage(page, async () => {
     const n = await (await navigator.serviceWorker.ready).getNotifications();
     return n.length > 0 && n.map((x) => ({ title: x.title, body: x.body, tag: x.tag, data: x.data }));
-  }, null, BWAIT, 'the notification');
+  }, null, BWAIT, 'the notification').catch(async (e) => {
+    e.message += ` versions ${versions.join(' ')}; page got ${JSON.stringify(await page.evaluate(() => window.got))}`;
+    throw e;
+  });
   assert.deepEqual(shown, [{ title: 'Mail', body: '1 new message', tag: 'ssepush:alice', data: push }]);
   const got = await waitPage(page, () => window.got.length > 0 && window.got, null, BWAIT, 'the page told');
   assert.deepEqual(got, [{ ssepush: 'push', push }]);
