@@ -62,7 +62,8 @@
  *
  * Lock order (a lock on the left may be held while taking one on its right, never the
  * reverse): table_lock (channel.c) -> wheel_lock (watcher.c) -> ch->lock -> the job
- * queue's lock (jobq.c) -> grave_lock (stream.c); libmicrohttpd's own locks come last
+ * queue's lock (jobq.c) -> grave_lock (stream.c), and ch->lock -> the web push store's
+ * table_lock (webpush_store.c, read: webpush_wants); libmicrohttpd's own locks come last
  * (MHD_resume_connection is called under ch->lock). ch->lock guards a channel's ring,
  * its subscriber list and every field of its subscribers' streams; the Redis thread's
  * state (ch->bus, s->bus_member once joined) needs no lock, being its alone. Channel

@@ -100,6 +100,7 @@ local_publish(const struct publish_req *req, bus_publish_done *done, void *arg)
 	struct channel *ch = channel_get(req->channel, strlen(req->channel), true);
 	char id[BROKER_ID_MAX];
 	struct event *ev;
+	char *reached = NULL;
 	uint64_t seq;
 	int n = -1;
 
@@ -113,8 +114,9 @@ local_publish(const struct publish_req *req, bus_publish_done *done, void *arg)
 	pthread_mutex_lock(&ch->lock);
 	seq = atomic_fetch_add(&seq_counter, 1) + 1;
 	local_format_id(id, sizeof id, seq);
-	if ((ev = event_create(req, seq, id, clock_ns())) != NULL)
-		n = fanout(ch, ev);
+	if ((ev = event_create(req, seq, id, clock_ns())) != NULL &&
+	    (n = fanout(ch, ev)) > 0 && webpush_wants(req->channel))
+		reached = fanout_reached(ch, ev);	/* the ring holds ev: still valid here */
 	pthread_mutex_unlock(&ch->lock);
 	channel_put(ch);
 	if (n < 0) {
@@ -122,7 +124,8 @@ local_publish(const struct publish_req *req, bus_publish_done *done, void *arg)
 		return;
 	}
 	atomic_fetch_add(&counters.published, 1);
-	webpush_offer(req, id, (unsigned)n);	/* devices without a stream (a no-op unless registered) */
+	webpush_offer(req, id, (unsigned)n, reached);	/* devices without a stream (a no-op unless registered) */
+	free(reached);
 	done(arg, 0, id, (unsigned)n);
 }
 

@@ -14,5 +14,11 @@
  * Called with ch->lock held.
  */
 int fanout(struct channel *ch, struct event *ev);
+/*
+ * The sessions of ch's subscribers that ev is for, as ",s1,s2," with one empty entry
+ * for those without a session (",s1,,"); a new string, NULL on ENOMEM or when ev is for
+ * nobody. Called with ch->lock held, ev still in the ring.
+ */
+char *fanout_reached(struct channel *ch, const struct event *ev);
 
 #endif

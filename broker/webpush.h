@@ -70,6 +70,7 @@ struct webpush_event {
 	char *channel, *id, *type, *session, *exclude_session, *data;	/* owned */
 	size_t len;
 	unsigned subscribers;		/* open streams it reached (webpush_when offline) */
+	char *reached;			/* owned ",s1,s2,": sessions of the streams it reached, or NULL */
 	int64_t published_ms;		/* wall clock, for the latency histogram */
 	char entry[48];			/* Redis: the queue stream entry, "" standalone */
 	unsigned refs;			/* sends still out, +1 while being expanded (sender thread) */
@@ -87,6 +88,7 @@ int webpush_endpoints_init(const char *list, bool from_operator);
 unsigned webpush_reg_parse(const char *body, size_t len, const char *channel, const char *session,
     struct webpush_reg *r, char *why, size_t whylen);
 bool webpush_reg_wants(const struct webpush_reg *r, const struct webpush_event *ev);
+bool webpush_reg_offline(const struct webpush_reg *r, const struct webpush_event *ev);
 char *webpush_reg_dump(const struct webpush_reg *r);
 int webpush_reg_load(const char *json, size_t len, struct webpush_reg *r);
 bool webpush_addr_public(const struct sockaddr *sa);
@@ -106,7 +108,9 @@ size_t webpush_store_count(void);
 int webpush_start(void);
 void webpush_stop(void);
 bool webpush_enabled(void);
-void webpush_offer(const struct publish_req *req, const char *id, unsigned subscribers);
+bool webpush_wants(const char *channel);
+void webpush_offer(const struct publish_req *req, const char *id, unsigned subscribers,
+    const char *reached);
 int webpush_submit(struct webpush_reg *reg, const char *channel, const char *id,
     webpush_job_done *done, void *arg);
 const char *webpush_public_key(void);

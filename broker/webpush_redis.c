@@ -224,12 +224,12 @@ wr_take(redisReply *entry)
 		case 'x': ev->exclude_session = wr_field(v, true); break;
 		case 'd': ev->data = wr_field(v, false); ev->len = v->type == REDIS_REPLY_STRING ? v->len : 0; break;
 		case 'n': ev->subscribers = (unsigned)strtoul(v->type == REDIS_REPLY_STRING ? v->str : "0", NULL, 10); break;
+		case 'r': ev->reached = wr_field(v, true); break;
 		default: break;
 		}
 	}
-	if (ev->channel == NULL || ev->id == NULL || ev->type == NULL || ev->data == NULL ||
-	    (opt(OPT_WEBPUSH_WHEN) == 0 && ev->subscribers > 0)) {
-		wr_ack(ev->entry);	/* malformed, or an open stream received it */
+	if (ev->channel == NULL || ev->id == NULL || ev->type == NULL || ev->data == NULL) {
+		wr_ack(ev->entry);	/* malformed */
 		webpush_event_free(ev);
 		return;
 	}

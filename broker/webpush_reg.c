@@ -426,6 +426,31 @@ webpush_reg_wants(const struct webpush_reg *r, const struct webpush_event *ev)
 	return r->expires_ms == 0 || r->expires_ms > webpush_now_ms();
 }
 
+/*
+ * Whether no open stream of the registration's channel and session received ev
+ * (webpush_when offline). A registration without a session is offline when no stream
+ * received the event. One with a session is also offline when every stream that did
+ * belongs to another session: the user's other devices are online while this one
+ * sleeps. A stream without a session might be this device, so it counts as online
+ * for every registration, and so does a reach of unknown sessions (reached NULL).
+ * reached lists the session of each stream reached, "" for one without: ",s2,,".
+ */
+bool
+webpush_reg_offline(const struct webpush_reg *r, const struct webpush_event *ev)
+{
+	size_t n = strlen(r->session);
+	const char *p;
+
+	if (ev->subscribers == 0)
+		return true;
+	if (n == 0 || ev->reached == NULL || strstr(ev->reached, ",,") != NULL)
+		return false;
+	for (p = ev->reached; (p = strstr(p, r->session)) != NULL; p++)
+		if (p > ev->reached && p[-1] == ',' && p[n] == ',')
+			return false;
+	return true;
+}
+
 /* The JSON a store keeps (new string, or NULL). The keys stay in base64url. */
 char *
 webpush_reg_dump(const struct webpush_reg *r)
@@ -484,6 +509,7 @@ webpush_event_free(struct webpush_event *ev)
 	free(ev->session);
 	free(ev->exclude_session);
 	free(ev->data);
+	free(ev->reached);
 	free(ev);
 }
 

@@ -159,18 +159,26 @@ send_dup(const char *v, bool empty_is_null)
 	return strdup(v);
 }
 
+/* Standalone: whether the channel's events go to web push (any thread, under ch->lock too). */
+bool
+webpush_wants(const char *channel)
+{
+	return s.on && !s.redis && webpush_store_interested(channel);
+}
+
 /*
  * The publish hook (standalone): an event of a channel with registrations is copied
- * into the queue, unless webpush_when offline and a stream received it. Never blocks.
+ * into the queue with what it reached (subscribers, and the sessions of the streams in
+ * reached, borrowed); which registrations are offline is decided per registration.
+ * Never blocks.
  */
 void
-webpush_offer(const struct publish_req *req, const char *id, unsigned subscribers)
+webpush_offer(const struct publish_req *req, const char *id, unsigned subscribers, const char *reached)
 {
 	struct send_item *it;
 	struct webpush_event *ev;
 
-	if (!s.on || s.redis || (opt(OPT_WEBPUSH_WHEN) == 0 && subscribers > 0) ||
-	    !webpush_store_interested(req->channel))
+	if (!s.on || s.redis || !webpush_store_interested(req->channel))
 		return;
 	if ((it = calloc(1, sizeof *it)) == NULL || (ev = calloc(1, sizeof *ev)) == NULL) {
 		free(it);
@@ -186,6 +194,7 @@ webpush_offer(const struct publish_req *req, const char *id, unsigned subscriber
 	ev->data = malloc(req->len + 1);
 	ev->len = req->len;
 	ev->subscribers = subscribers;
+	ev->reached = send_dup(reached, true);	/* NULL: nobody got it, or unknown */
 	ev->published_ms = send_now_ms();
 	if (ev->data != NULL) {
 		memcpy(ev->data, req->data, req->len);
@@ -193,7 +202,7 @@ webpush_offer(const struct publish_req *req, const char *id, unsigned subscriber
 	}
 	/* complete before it is queued: the sender thread may take it at once */
 	if (ev->channel == NULL || ev->id == NULL || ev->type == NULL || ev->data == NULL ||
-	    send_enqueue(it, true) == -1) {
+	    (reached != NULL && *reached != '\0' && ev->reached == NULL) || send_enqueue(it, true) == -1) {
 		webpush_event_free(ev);
 		free(it);
 		atomic_fetch_add(&m_dropped, 1);
@@ -599,7 +608,8 @@ webpush_push_event(struct webpush_event *ev, struct webpush_reg *regs, size_t n)
 
 	ev->refs = 1;
 	for (i = 0; i < n; i++) {
-		if (!webpush_reg_wants(&regs[i], ev))
+		if (!webpush_reg_wants(&regs[i], ev) ||
+		    (opt(OPT_WEBPUSH_WHEN) == 0 && !webpush_reg_offline(&regs[i], ev)))
 			continue;
 		if (send_pending() >= (size_t)opt(OPT_WEBPUSH_QUEUE) || (m = calloc(1, sizeof *m)) == NULL) {
 			atomic_fetch_add(&m_dropped, 1);

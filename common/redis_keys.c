@@ -26,7 +26,7 @@
  */
 const char bus_publish_script[] =
 "-- interest: begin\n"
-"local n, live = 0, 0\n"
+"local n, live, reached = 0, 0, {}\n"
 "local f = redis.call('HGETALL', KEYS[2])\n"
 "for i = 1, #f, 2 do\n"
 "  local b, s, o = string.match(f[i], '^([^|]*)|([^|]*)|(.*)$')\n"
@@ -38,6 +38,7 @@ const char bus_publish_script[] =
 "    if (ARGV[4] == '' or s == ARGV[4]) and (ARGV[5] == '' or s ~= ARGV[5]) and\n"
 "        (ARGV[6] == '' or not string.find(',' .. o .. ',', ',' .. ARGV[6] .. ',', 1, true)) then\n"
 "      n = n + c\n"
+"      reached[#reached + 1] = s\n"
 "    end\n"
 "  end\n"
 "end\n"
@@ -54,10 +55,12 @@ const char bus_publish_script[] =
 "redis.call('PUBLISH', KEYS[3], id .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4] .. '\\n' ..\n"
 "  ARGV[5] .. '\\n' .. ARGV[6] .. '\\n' .. ARGV[7])\n"
 "-- web push (broker/webpush_redis.c): a channel with registrations queues the event\n"
-"-- for one sender among the brokers (a consumer group); n lets webpush_when offline skip it\n"
+"-- for one sender among the brokers (a consumer group); n and r (the sessions whose streams\n"
+"-- got it) let webpush_when offline skip the registrations that are online\n"
 "if KEYS[4] ~= nil and ARGV[9] ~= nil and redis.call('EXISTS', KEYS[4]) == 1 then\n"
 "  redis.call('XADD', ARGV[9], 'MAXLEN', '~', '100000', '*', 'k', KEYS[4], 'i', id,\n"
-"    't', ARGV[3], 's', ARGV[4], 'x', ARGV[5], 'd', ARGV[7], 'n', n)\n"
+"    't', ARGV[3], 's', ARGV[4], 'x', ARGV[5], 'd', ARGV[7], 'n', n,\n"
+"    'r', #reached > 0 and (',' .. table.concat(reached, ',') .. ',') or '')\n"
 "end\n"
 "-- end of web push\n"
 "return {id, n}\n";

@@ -86,6 +86,32 @@ test('webpush_when offline: a stream on the other broker counts', async () => {
   }
 });
 
+test('webpush_when offline per session across brokers: a stream of session s1 on one broker keeps s1 quiet, not s2', async () => {
+  const r = await startRedis();
+  const dec = await startDecryptingService();
+  const args = webpushArgs(await vapidKeyFile(), [dec.origin], { webpush_store: undefined });
+  const a = await startRedisBroker(r, args);
+  const b = await startRedisBroker(r, args);
+  try {
+    await a.waitLog(/webpush: redis connected/);
+    await registerOk(a, 'gina', dec.subscription('g1'), { session: 's1' });
+    await registerOk(a, 'gina', dec.subscription('g2'), { session: 's2' });
+    const s = await subscribeReady(b, 'gina', '?session=s1');
+    await waitRedisCount(r, 'gina', 1);
+    const p1 = await publishOk(a, 'gina', 's1 is online on the other broker');
+    assert.equal(p1.subscribers, 1);
+    await until(() => dec.received('g2').length === 1, 's2 pushed');
+    s.close();
+    await waitRedisCount(r, 'gina', 0);
+    const p2 = await publishOk(a, 'gina', 'nobody online');
+    await until(() => dec.received('g1').length === 1 && dec.received('g2').length === 2, 'the offline event on both');
+    assert.deepEqual(ids(dec.received('g1')), [p2.id]);
+    assert.deepEqual(ids(dec.received('g2')), [p1.id, p2.id]);
+  } finally {
+    try { await stopAll([a, b], r); } finally { await dec.close(); }
+  }
+});
+
 test('SIGKILL of the sending broker before the push service answered: the other broker sends it', async () => {
   const r = await startRedis();
   const dec = await startDecryptingService();

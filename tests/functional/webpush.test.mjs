@@ -174,6 +174,34 @@ test('webpush_when offline skips events an open stream received; always sends th
   }
 });
 
+test('webpush_when offline is per session: a device is pushed to while only the user\'s other sessions have a stream open', async () => {
+  const dec = await startDecryptingService();
+  const b = await startBroker(webpushArgs(await vapidKeyFile(), [dec.origin]));
+  const got = (sub) => dec.received(sub).map((m) => JSON.parse(m.plaintext).id);
+  try {
+    await registerOk(b, 'frank', dec.subscription('f1'), { session: 's1' });
+    await registerOk(b, 'frank', dec.subscription('f2'), { session: 's2' });
+    await registerOk(b, 'frank', dec.subscription('f0'));
+    const s1 = await subscribeReady(b, 'frank', '?session=s1');
+    const p1 = await publishOk(b, 'frank', 'session s1 is online');
+    assert.equal(p1.subscribers, 1);
+    await until(() => got('f2').length === 1, 's2 (offline) pushed while s1 has a stream');
+    const anon = await subscribeReady(b, 'frank', '', 2);
+    const p2 = await publishOk(b, 'frank', 'a stream without a session is online too');
+    assert.equal(p2.subscribers, 2);
+    s1.close();
+    anon.close();
+    await until(async () => (await http(b.publishPort, '/stats/frank')).json?.subscribers === 0, 'the streams gone');
+    const p3 = await publishOk(b, 'frank', 'nobody online');
+    await until(() => got('f0').length === 1 && got('f1').length === 1 && got('f2').length === 2, 'the offline event on all three');
+    assert.deepEqual(got('f2'), [p1.id, p3.id]);	// p2: a stream without a session might be this device
+    assert.deepEqual(got('f1'), [p3.id]);
+    assert.deepEqual(got('f0'), [p3.id]);
+  } finally {
+    try { await b.stop(); } finally { await dec.close(); }
+  }
+});
+
 test('a payload over 3993 bytes becomes a short notice naming the event', async () => {
   const dec = await startDecryptingService();
   const b = await startBroker(webpushArgs(await vapidKeyFile(), [dec.origin]));

@@ -187,6 +187,37 @@ test_fields_and_round_trip(void **state)
 	}
 }
 
+/* webpush_when offline: per registration, by the streams (and their sessions) an event reached. */
+static void
+test_offline(void **state)
+{
+	struct webpush_reg r;
+	struct webpush_event ev;
+
+	(void)state;
+	memset(&r, 0, sizeof r);
+	memset(&ev, 0, sizeof ev);
+	assert_true(webpush_reg_offline(&r, &ev));		/* nobody got it */
+	ev.subscribers = 1;
+	assert_false(webpush_reg_offline(&r, &ev));		/* no session: any stream counts */
+	strcpy(r.session, "s1");
+	assert_false(webpush_reg_offline(&r, &ev));		/* sessions unknown: online */
+	ev.reached = (char *)",,";
+	assert_false(webpush_reg_offline(&r, &ev));		/* a stream without a session may be this device */
+	ev.reached = (char *)",s2,,";
+	assert_false(webpush_reg_offline(&r, &ev));
+	ev.reached = (char *)",s10,xs1,s1x,";
+	assert_true(webpush_reg_offline(&r, &ev));		/* only names that contain s1 */
+	ev.reached = (char *)",s2,s1,";
+	assert_false(webpush_reg_offline(&r, &ev));
+	ev.reached = (char *)",s1,";
+	assert_false(webpush_reg_offline(&r, &ev));
+	ev.reached = (char *)",s2,";
+	assert_true(webpush_reg_offline(&r, &ev));		/* another device of the user is online */
+	r.session[0] = '\0';
+	assert_false(webpush_reg_offline(&r, &ev));		/* a registration without a session: online */
+}
+
 int
 main(void)
 {
@@ -195,6 +226,7 @@ main(void)
 		cmocka_unit_test(test_default_list),
 		cmocka_unit_test(test_operator_entries),
 		cmocka_unit_test(test_fields_and_round_trip),
+		cmocka_unit_test(test_offline),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
