@@ -73,6 +73,7 @@ struct webpush_event {
 	char *reached;			/* owned ",s1,s2,": sessions of the streams it reached, or NULL */
 	int64_t published_ms;		/* wall clock, for the latency histogram */
 	char entry[48];			/* Redis: the queue stream entry, "" standalone */
+	unsigned shard;			/* Redis: the shard whose queue holds the entry */
 	unsigned refs;			/* sends still out, +1 while being expanded (sender thread) */
 };
 
@@ -124,7 +125,6 @@ void webpush_redis_register(struct webpush_reg *r, webpush_job_done *done, void 
 void webpush_redis_unregister(const char *channel, const char *id, webpush_job_done *done, void *arg);
 void webpush_redis_remove(const char *channel, const char *id);
 void webpush_redis_event_done(struct webpush_event *ev);
-bool webpush_redis_up(void);
 
 /* webpush_http.c */
 struct MHD_Connection;

@@ -214,24 +214,6 @@ webpush_host_private(const char *host)
 	return false;
 }
 
-/* How many blank-separated URLs the redis directive lists. */
-static unsigned
-webpush_redis_shards(const char *list)
-{
-	unsigned n = 0;
-
-	while (*list != '\0') {
-		while (*list == ' ' || *list == '\t')
-			list++;
-		if (*list == '\0')
-			break;
-		n++;
-		while (*list != '\0' && *list != ' ' && *list != '\t')
-			list++;
-	}
-	return n;
-}
-
 /* Checks an endpoint against the allow-list; fills r's endpoint, origin and private_ok. */
 static const char *
 webpush_endpoint_check(const char *endpoint, struct webpush_reg *r)
@@ -591,12 +573,6 @@ webpush_check_config(const struct config *c, const char *path, config_error_fn *
 	if (*config_str(c, OPT_REDIS) == '\0' && *config_str(c, OPT_WEBPUSH_STORE) == '\0') {
 		webpush_report(c, path, OPT_WEBPUSH, report, arg,
 		    "webpush on without redis needs webpush_store (the file keeping registrations)");
-		errors++;
-	}
-	/* The sender keeps its registrations and its queue on one Redis server. */
-	if (webpush_redis_shards(config_str(c, OPT_REDIS)) > 1) {
-		webpush_report(c, path, OPT_WEBPUSH, report, arg,
-		    "webpush on works with one redis server (or Sentinel group) only, not with several shards yet");
 		errors++;
 	}
 	return errors;

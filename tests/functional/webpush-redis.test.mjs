@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 
 import {
   startRedis, startRedisBroker, publishOk, redisPublish, redisCommand, subscribeReady, waitRedisCount,
-  stopAll, WAIT,
+  stopAll, WAIT, redisShardOf, waitHealth,
 } from './lib.mjs';
 import { vapidKeyFile, webpushArgs, startDecryptingService, registerOk, register, until } from './webpush-lib.mjs';
 
@@ -109,6 +109,44 @@ test('webpush_when offline per session across brokers: a stream of session s1 on
     assert.deepEqual(ids(dec.received('g2')), [p1.id, p2.id]);
   } finally {
     try { await stopAll([a, b], r); } finally { await dec.close(); }
+  }
+});
+
+test('two shards: registrations live on their channel\'s shard, each shard\'s queue is read, every event sent once', async () => {
+  const rs = [await startRedis(), await startRedis()];
+  const urls = rs.map((x) => x.url).join(' ');
+  const dec = await startDecryptingService();
+  const args = webpushArgs(await vapidKeyFile(), [dec.origin], { webpush_store: undefined });
+  const a = await startRedisBroker({ url: urls }, args, { waitBus: false });
+  const b = await startRedisBroker({ url: urls }, args, { waitBus: false });
+  try {
+    for (const x of [a, b]) await waitHealth(x, 200, 20000);
+    await a.waitLog(/webpush: redis shard 1 connected/);
+    await b.waitLog(/webpush: redis shard 1 connected/);
+    // One channel on each shard.
+    const names = [null, null];
+    for (let i = 0; names.includes(null); i++) {
+      const n = `shardpush${i}`;
+      if (names[redisShardOf(n, 2)] === null) names[redisShardOf(n, 2)] = n;
+    }
+    const sent = [[], []];
+    for (const [shard, ch] of names.entries()) {
+      await registerOk(shard === 0 ? a : b, ch, dec.subscription(`sh${shard}`));
+      for (const [i, r] of rs.entries()) {
+        const n = await redisCommand(r.target, 'HLEN', `ssepush:w:${ch}`);
+        assert.equal(n, i === shard ? 1 : 0, `${ch}: registrations on shard ${i} (want only on ${shard})`);
+      }
+      for (let k = 0; k < 3; k++) sent[shard].push((await publishOk(k % 2 ? a : b, ch, `${ch}-${k}`)).id);
+    }
+    await until(() => dec.received('sh0').length >= 3 && dec.received('sh1').length >= 3, 'both shards\' events pushed');
+    for (const shard of [0, 1]) assert.deepEqual(ids(dec.received(`sh${shard}`)).sort(), [...sent[shard]].sort());
+    await until(async () => (await redisCommand(rs[0].target, 'XLEN', 'ssepush:wq')) === 0 &&
+      (await redisCommand(rs[1].target, 'XLEN', 'ssepush:wq')) === 0, 'both queues acknowledged and emptied');
+  } finally {
+    try { await stopAll([a, b], null); } finally {
+      for (const r of rs) await r.stop();
+      await dec.close();
+    }
   }
 });
 
