@@ -144,13 +144,6 @@ subscribe_respond(struct stream *s)
 		return subscribe_refuse_for_now(s->conn, MHD_HTTP_SERVICE_UNAVAILABLE, s->join_status == -2 ?
 		    REFUSE_WATCH : REFUSE_BUS, s->join_status == -2 ? "cannot watch the connection" :
 		    "the bus could not confirm the subscription (redis unavailable)");
-	if (s->jmap != NULL) {
-		/* After the join, so that every state stored after the fetch comes as an event. */
-		pthread_mutex_lock(&s->ch->lock);
-		stream_ref_locked(s);
-		pthread_mutex_unlock(&s->ch->lock);
-		bus->jmap_state(s, stream_jmap_ready);
-	}
 	r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, SUBSCRIBE_BLOCK, stream_read, s, NULL);
 	if (r == NULL)
 		return MHD_NO;
@@ -165,23 +158,52 @@ subscribe_respond(struct stream *s)
 	return ret;
 }
 
-/* The bus's join answer; the last of it and the handler to finish answers. */
+/*
+ * A JMAP stream's stored state is in (or could not be read): installed, then the last
+ * of the join, this fetch and the handler to finish answers. The request's own
+ * reference keeps s alive after stream_jmap_ready drops the fetch's.
+ */
+static void
+subscribe_jmap_fetched(struct stream *s, int status, const char *json, size_t len)
+{
+	stream_jmap_ready(s, status, json, len);
+	if (atomic_fetch_sub(&s->join_wait, 1) == 1)
+		MHD_resume_connection(s->conn);
+}
+
+/*
+ * The bus's join answer; the last of it (with a JMAP stream's state fetch, asked for
+ * here, once the join is confirmed, so that every state stored after the fetch is
+ * announced to a subscribed channel) and the handler to finish answers.
+ */
 static void
 subscribe_joined(struct stream *s, int status)
 {
+	unsigned parties = 1;
+
 	s->join_status = (int8_t)status;
-	if (atomic_fetch_sub(&s->join_wait, 1) == 1)
+	if (s->jmap != NULL && status == 0) {
+		pthread_mutex_lock(&s->ch->lock);
+		stream_ref_locked(s);	/* the fetch's, dropped by stream_jmap_ready */
+		pthread_mutex_unlock(&s->ch->lock);
+		bus->jmap_state(s, subscribe_jmap_fetched);
+	} else if (s->jmap != NULL)
+		parties = 2;		/* no fetch after a failed join: its share goes too */
+	if (atomic_fetch_sub(&s->join_wait, parties) == parties)
 		MHD_resume_connection(s->conn);	/* the handler suspended: it runs again */
 }
 
 /*
  * Asks the bus to join s and answers at once if it did so already; otherwise the
- * request stays suspended until subscribe_joined resumes it (subscribe_resumed).
+ * request stays suspended until subscribe_joined resumes it (subscribe_resumed). A
+ * JMAP stream also waits for its account's stored state, fetched once the join is
+ * confirmed: so its 200, like any stream's, means that every state stored from then on
+ * reaches it as a change, never folded into the baseline unseen.
  */
 static enum MHD_Result
 subscribe_join(struct stream *s, const char *last_id, bool remote)
 {
-	atomic_store(&s->join_wait, 2);
+	atomic_store(&s->join_wait, s->jmap != NULL ? 3 : 2);
 	s->join_asked = true;
 	bus->join(s, subscribe_joined);
 	if (remote)
