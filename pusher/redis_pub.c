@@ -378,7 +378,7 @@ pub_kick(void)
 	struct bus_message m = { .type = PUSHER_EVENT_TYPE };
 	struct queue_item *it, *next;
 	struct pub_shard *s;
-	bool wait = popt(POPT_REDIS_MIN_REPLICAS) > 0;
+	bool wait = popt(POPT_REDIS_MIN_REPLICAS) > 0, merge;
 	unsigned i, full = 0;
 
 	for (i = 0; i < nshards; i++) {
@@ -395,29 +395,15 @@ pub_kick(void)
 			continue;
 		/* A JMAP item is merged into the account's states first (no WAIT covers the merge:
 		 * the one after its publish covers both). */
-		if (it->jmap != NULL && !it->merged) {
-			if (pub_send_merge(s, it) == -1) {
-				redis_conn_fail(s->conn, "cannot queue a command");
-				full++;
-				continue;
-			}
-			if (it->was_sent)
-				pusher_counters.resent++;
-			it->sent = it->was_sent = true;
-			it->stored = false;
-			it->wait_seq = 0;
-			pusher_queue.inflight++;
-			if (++s->inflight == PUSHER_INFLIGHT_MAX)
-				full++;
-			continue;
-		}
+		merge = it->jmap != NULL && !it->merged;
 		/* Every session of the user gets it, except one that produced the origin. */
 		m.type = it->jmap != NULL ? JMAP_STATE_EVENT : PUSHER_EVENT_TYPE;
 		m.channel = it->channel;
 		m.origin = it->origin;
 		m.data = it->payload;
 		m.len = it->len;
-		if (bus_publish_args(&a, redis_conn_sha(s->conn, 0), popt_str(POPT_REDIS_PREFIX),
+		if (merge ? pub_send_merge(s, it) == -1 :
+		    bus_publish_args(&a, redis_conn_sha(s->conn, 0), popt_str(POPT_REDIS_PREFIX),
 		    popt(POPT_HISTORY_SIZE), popt(POPT_HISTORY_TTL), &m) == -1 ||
 		    redis_conn_command_argv(s->conn, pub_on_reply, it, BUS_PUBLISH_ARGC, a.argv, a.lens) == -1) {
 			redis_conn_fail(s->conn, "cannot queue a command");
@@ -428,8 +414,9 @@ pub_kick(void)
 			pusher_counters.resent++;
 		it->sent = it->was_sent = true;
 		it->stored = false;
-		it->wait_seq = wait ? s->wait_seq : 0;
-		s->sent_now = true;
+		it->wait_seq = wait && !merge ? s->wait_seq : 0;
+		if (!merge)
+			s->sent_now = true;
 		pusher_queue.inflight++;
 		if (++s->inflight == PUSHER_INFLIGHT_MAX)
 			full++;
