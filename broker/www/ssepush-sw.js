@@ -3,9 +3,10 @@
  * message from the broker is JSON {channel, id, event, data} (or, for an event too
  * large for a push message, {channel, id, event, truncated: true}); it is shown as a
  * notification, tagged with the channel so a newer one replaces the older (as the
- * broker's Topic does at the push service), and handed to the open pages of this
- * origin as a message {ssepush: 'push', push: <the message>}. An event whose data is a
- * JSON object with "title" and/or "body" strings gives the notification its text.
+ * broker's Topic does at the push service), and, once it is shown, handed to the
+ * open pages of this origin as a message {ssepush: 'push', push: <the message>}. An
+ * event whose data is a JSON object with "title" and/or "body" strings gives the
+ * notification its text.
  * A click focuses an open page, or opens the scope's root.
  */
 'use strict';
@@ -39,12 +40,20 @@ self.addEventListener('push', function (event) {
 		msg = { data: event.data ? event.data.text() : '' };
 	}
 	var n = ssepushNotification(msg);
-	event.waitUntil(Promise.all([
-		self.registration.showNotification(n.title, n.options),
-		self.clients.matchAll({ type: 'window', includeUncontrolled: true }).then(function (list) {
+	var tell = function () {
+		return self.clients.matchAll({ type: 'window', includeUncontrolled: true }).then(function (list) {
 			list.forEach(function (c) { c.postMessage({ ssepush: 'push', push: msg }); });
-		})
-	]));
+		});
+	};
+	/*
+	 * The pages are told once the notification is up (or failed), not before: a page
+	 * that reacts by reading getNotifications() while Chromium is still putting it on
+	 * display makes Chromium drop it from its store for good (a read deletes stored
+	 * notifications the platform does not yet report as displayed).
+	 */
+	event.waitUntil(self.registration.showNotification(n.title, n.options).then(tell, function (e) {
+		return tell().then(function () { throw e; });
+	}));
 });
 
 self.addEventListener('notificationclick', function (event) {
