@@ -477,21 +477,41 @@ auth_claims(json_t *claims, const char *channel, size_t len, struct auth_result 
 	return 0;
 }
 
+/* Appends name to the n NUL-separated names in buf (at *used) unless listed or invalid. */
+static void
+auth_add_account(char *buf, size_t len, size_t *used, unsigned *n, unsigned max, json_t *v)
+{
+	const char *name = json_string_value(v), *a = buf;
+	size_t k = json_string_length(v);
+	unsigned i;
+
+	if (name == NULL || *n == max || !names_channel_valid(name, k) || *used + k + 1 > len)
+		return;
+	for (i = 0; i < *n; i++, a += strlen(a) + 1)
+		if (strcmp(a, name) == 0)
+			return;
+	memcpy(buf + *used, name, k + 1);
+	*used += k + 1;
+	(*n)++;
+}
+
 /*
- * The JMAP endpoint without ?account=: the first channel a subscriber token with a good
- * signature names (sub, else channels[0]) into buf. Returns 0, or -1 (no token, a bad
- * one, none named); the caller then checks the whole token for that channel with
- * auth_subscriber, which counts and words the refusal.
+ * The JMAP endpoint without ?account=: every channel a subscriber token with a good
+ * signature names (sub, then the channels claim's entries; at most max, valid names
+ * only, each once) into buf, NUL-separated. Returns how many, or -1 (no token, a bad
+ * one); the caller then checks the whole token for each with auth_subscriber, which
+ * counts and words a refusal.
  */
 int
-auth_token_account(struct MHD_Connection *conn, char *buf, size_t len)
+auth_token_accounts(struct MHD_Connection *conn, char *buf, size_t len, unsigned max)
 {
 	struct auth_result r;
 	const char *tok;
 	jwt_t *j = NULL;
-	json_t *claims, *v;
+	json_t *claims, *list, *v;
 	char *text;
-	int ret = -1;
+	size_t used = 0, i;
+	unsigned n = 0;
 
 	if (auth.mode != AUTH_TOKEN || (tok = auth_token_find(conn, &r)) == NULL ||
 	    strlen(tok) > (size_t)opt(OPT_MAX_TOKEN_SIZE) || !auth_token_shape(tok) ||
@@ -504,15 +524,12 @@ auth_token_account(struct MHD_Connection *conn, char *buf, size_t len)
 	jwt_free(j);
 	claims = text != NULL ? json_loads(text, 0, NULL) : NULL;
 	free(text);
-	v = json_object_get(claims, "sub");
-	if (!json_is_string(v))
-		v = json_array_get(json_object_get(claims, "channels"), 0);
-	if (json_is_string(v) && json_string_length(v) < len) {
-		memcpy(buf, json_string_value(v), json_string_length(v) + 1);
-		ret = 0;
-	}
+	auth_add_account(buf, len, &used, &n, max, json_object_get(claims, "sub"));
+	list = json_object_get(claims, "channels");
+	json_array_foreach(list, i, v)
+		auth_add_account(buf, len, &used, &n, max, v);
 	json_decref(claims);
-	return ret;
+	return (int)n;
 }
 
 /* Verifies a token for a channel: size, shape, alg, signature, then claims (no I/O: fuzzed). */

@@ -229,7 +229,7 @@ enum MHD_Result auth_refuse(struct MHD_Connection *conn, const struct auth_resul
 void auth_client_addr(struct MHD_Connection *conn, char *buf, size_t len);
 int auth_mint(const char *channel, const char *session, long long ttl, FILE *out);
 int auth_token_check(const char *tok, const char *channel, size_t len, struct auth_result *r);
-int auth_token_account(struct MHD_Connection *conn, char *buf, size_t len);
+int auth_token_accounts(struct MHD_Connection *conn, char *buf, size_t len, unsigned max);
 void auth_metrics(FILE *f);
 const struct cidr_list *auth_trusted(void);
 
@@ -259,6 +259,8 @@ int subscribe_ping_arg(const char *v, unsigned *ping);
 struct stream_opts;
 enum MHD_Result subscribe_open(struct MHD_Connection *conn, const char *version, const char *name,
     size_t len, struct stream_opts *o, const char *last_id, void **req_cls);
+enum MHD_Result subscribe_open_accounts(struct MHD_Connection *conn, struct stream_opts *o,
+    void **req_cls);
 enum MHD_Result subscribe_resumed(struct MHD_Connection *conn, struct stream *s);
 void subscribe_completed(struct stream *s);
 

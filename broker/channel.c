@@ -45,10 +45,11 @@ channel_table_init(uint64_t (*floor)(void))
 static void
 channel_destroy(struct channel *ch)
 {
+	if (!ch->unlisted)
+		atomic_fetch_sub(&counters.channels, 1);
 	history_free(&ch->history);
 	pthread_mutex_destroy(&ch->lock);
 	free(ch);
-	atomic_fetch_sub(&counters.channels, 1);
 }
 
 /* Frees every channel at exit. */
@@ -100,7 +101,6 @@ channel_new(const char *name, size_t len)
 	memcpy(ch->name, name, len);
 	ch->namelen = (uint16_t)len;
 	history_init(&ch->history, channel_floor());
-	atomic_fetch_add(&counters.channels, 1);
 	return ch;
 }
 
@@ -118,6 +118,7 @@ channel_get(const char *name, size_t len, bool create)
 			break;
 	if (ch == NULL && create && table_count < (size_t)opt(OPT_MAX_CHANNELS) &&
 	    (ch = channel_new(name, len)) != NULL) {
+		atomic_fetch_add(&counters.channels, 1);
 		ch->hnext = table[b];
 		table[b] = ch;
 		if (++table_count > table_size)
@@ -129,6 +130,23 @@ channel_get(const char *name, size_t len, bool create)
 	return ch;
 }
 
+/*
+ * A channel outside the table, with one reference: a lock, a list and a ring for one
+ * stream of its own (a JMAP stream of several accounts). Not counted, never swept,
+ * never published to; its last channel_put frees it.
+ */
+struct channel *
+channel_private(void)
+{
+	struct channel *ch = channel_new("", 0);
+
+	if (ch != NULL) {
+		ch->unlisted = true;
+		atomic_init(&ch->refs, 1);
+	}
+	return ch;
+}
+
 /* Another reference for a holder. */
 struct channel *
 channel_ref(struct channel *ch)
@@ -137,11 +155,12 @@ channel_ref(struct channel *ch)
 	return ch;
 }
 
-/* A holder let go. */
+/* A holder let go (the sweep frees a listed channel; the last holder a private one). */
 void
 channel_put(struct channel *ch)
 {
-	atomic_fetch_sub(&ch->refs, 1);
+	if (atomic_fetch_sub(&ch->refs, 1) == 1 && ch->unlisted)
+		channel_destroy(ch);
 }
 
 /* Pushes m on the front of the subscriber list, within max subscribers. */

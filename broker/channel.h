@@ -33,6 +33,7 @@ struct channel {
 	atomic_uint refs;
 	unsigned nsubs;			/* under lock */
 	uint16_t namelen;
+	bool unlisted;			/* channel_private(): not in the table */
 	char name[];
 };
 
@@ -45,6 +46,8 @@ void channel_table_free(void);
  * does not exist, when max_channels is reached, or on ENOMEM.
  */
 struct channel *channel_get(const char *name, size_t len, bool create);
+/* A channel of one stream's own, outside the table; NULL on ENOMEM. */
+struct channel *channel_private(void);
 /* Takes another reference on a channel the caller already holds; any lock may be held. */
 struct channel *channel_ref(struct channel *ch);
 /* Drops a reference; the sweep frees channels nobody holds once their history is gone. */

@@ -65,9 +65,10 @@ jmap_parse(struct MHD_Connection *conn, struct stream_opts *o, char **types)
 	return NULL;
 }
 
-/* Opens the stream of an authorised request for account. */
+/* Opens the stream of an authorised request for n accounts (NUL-separated ids). */
 static enum MHD_Result
-jmap_open(struct MHD_Connection *conn, const char *version, const char *account, void **req_cls)
+jmap_open(struct MHD_Connection *conn, const char *version, const char *accounts, unsigned n,
+    void **req_cls)
 {
 	struct stream_opts o = { .conn = conn, .fd = -1 };
 	char *types = NULL;
@@ -75,30 +76,44 @@ jmap_open(struct MHD_Connection *conn, const char *version, const char *account,
 
 	if ((why = jmap_parse(conn, &o, &types)) != NULL)
 		return reply_error(conn, MHD_HTTP_BAD_REQUEST, why);
-	o.jmap = jmap_sub_new(account, types,
+	o.jmap = jmap_sub_new(accounts, n, types,
 	    MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Last-Event-ID"));	/* steals types */
 	if (o.jmap == NULL)
 		return MHD_NO;
-	return subscribe_open(conn, version, account, strlen(account), &o, NULL, req_cls);
+	if (n > 1)
+		return subscribe_open_accounts(conn, &o, req_cls);
+	return subscribe_open(conn, version, accounts, strlen(accounts), &o, NULL, req_cls);
 }
 
 /*
- * The account a credential's session lets this stream follow: ?account= when the
- * session lists it, else the session's primary mail account, else its first account.
- * One stream follows one account (README: JMAP push).
+ * The accounts a credential's session lets this stream follow, into buf (NUL-separated;
+ * returns how many, 0 for none): ?account= alone when the session lists it, else every
+ * account of the session, the primary mail account first (RFC 8620 section 7.3: one
+ * stream for all of them).
  */
-static const char *
-jmap_pick_account(struct MHD_Connection *conn, const struct upstream_result *r)
+static unsigned
+jmap_pick_accounts(struct MHD_Connection *conn, const struct upstream_result *r, char *buf)
 {
-	const char *want = request_arg(conn, "account"), *a = r->accounts;
-	unsigned i;
+	const char *want = request_arg(conn, "account"), *a;
+	size_t used = 0, k;
+	unsigned i, n = 0;
 
-	for (i = 0; want != NULL && i < r->naccounts; i++, a += strlen(a) + 1)
-		if (strcmp(a, want) == 0)
-			return a;
-	if (want != NULL)
-		return NULL;
-	return r->primary[0] != '\0' ? r->primary : r->naccounts > 0 ? r->accounts : NULL;
+	if (r->primary[0] != '\0' && want == NULL) {
+		for (i = 0, a = r->accounts; i < r->naccounts; i++, a += strlen(a) + 1)
+			if (strcmp(a, r->primary) == 0) {
+				memcpy(buf, a, (used = strlen(a) + 1));
+				n = 1;
+			}
+	}
+	for (i = 0, a = r->accounts; i < r->naccounts && n < JMAP_ACCOUNTS_MAX; i++, a += k + 1) {
+		k = strlen(a);
+		if ((want != NULL && strcmp(a, want) != 0) || (n > 0 && strcmp(a, buf) == 0))
+			continue;
+		memcpy(buf + used, a, k + 1);
+		used += k + 1;
+		n++;
+	}
+	return n;
 }
 
 /* Answers after the upstream's verdict: a refusal, or the stream. */
@@ -106,7 +121,8 @@ static enum MHD_Result
 jmap_after_upstream(struct MHD_Connection *conn, const char *version,
     const struct upstream_result *r, void **req_cls)
 {
-	const char *account;
+	char accounts[sizeof r->accounts];
+	unsigned n;
 
 	if (r->status == 401) {
 		atomic_fetch_add(&counters.auth_failures, 1);
@@ -116,11 +132,11 @@ jmap_after_upstream(struct MHD_Connection *conn, const char *version,
 	if (r->status != 200)
 		return reply_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
 		    "the JMAP server could not check the credentials (upstream unavailable)");
-	if ((account = jmap_pick_account(conn, r)) == NULL) {
+	if ((n = jmap_pick_accounts(conn, r, accounts)) == 0) {
 		atomic_fetch_add(&counters.auth_failures, 1);
 		return reply_error(conn, MHD_HTTP_FORBIDDEN, "these credentials may not read that account");
 	}
-	return jmap_open(conn, version, account, req_cls);
+	return jmap_open(conn, version, accounts, n, req_cls);
 }
 
 /* Drops a reference to a wait; the last frees it. */
@@ -201,18 +217,20 @@ jmap_completed(void *req_cls)
 }
 
 /*
- * The handler. The query is checked first. Under auth upstream, the account comes
- * from the credentials' session; otherwise it is ?account= (auth token: by default the
- * token's sub, else its first channels entry), which the credentials must allow as for
- * /events/<account>.
+ * The handler. The query is checked first. Under auth upstream, the accounts come
+ * from the credentials' session; otherwise it is ?account= (auth token: by default
+ * every account the token names, its sub and its channels entries), which the
+ * credentials must allow as for /events/<account>.
  */
 enum MHD_Result
 jmap_start(struct MHD_Connection *conn, const char *version, void **req_cls)
 {
-	const char *account = request_arg(conn, "account"), *why;
+	const char *account = request_arg(conn, "account"), *why, *a;
 	struct stream_opts o = { .conn = conn, .fd = -1 };
-	char named[NAMES_CHANNEL_MAX + 1];
+	char named[JMAP_ACCOUNTS_MAX * (NAMES_CHANNEL_MAX + 1)];
 	struct auth_result ar;
+	unsigned i, n = 1;
+	int k;
 	size_t len;
 
 	if ((why = jmap_parse(conn, &o, NULL)) != NULL)
@@ -221,18 +239,22 @@ jmap_start(struct MHD_Connection *conn, const char *version, void **req_cls)
 		return reply_error(conn, MHD_HTTP_BAD_REQUEST, "invalid account id");
 	if (opt(OPT_AUTH) == AUTH_UPSTREAM)
 		return jmap_start_upstream(conn, version, req_cls);
-	/* auth token: the token's own account when the client names none. */
+	/* auth token: every account the token names when the client names none. */
 	if (account == NULL && opt(OPT_AUTH) == AUTH_TOKEN &&
-	    auth_token_account(conn, named, sizeof named) == 0 && names_channel_valid(named, strlen(named)))
+	    (k = auth_token_accounts(conn, named, sizeof named, JMAP_ACCOUNTS_MAX)) > 0) {
 		account = named;
+		n = (unsigned)k;
+	}
 	if (account == NULL && opt(OPT_AUTH) == AUTH_TOKEN)
 		account = "";	/* auth_subscriber words the refusal of the token */
 	else if (account == NULL)
 		return reply_error(conn, MHD_HTTP_BAD_REQUEST, "no account: ?account=<account id> expected");
-	len = strlen(account);
-	if (auth_subscriber(conn, account, len, &ar) == -1)
-		return auth_refuse(conn, &ar);
-	if (len == 0)	/* a token whose sub is "": no account */
+	for (i = 0, a = account; i < n; i++, a += len + 1) {
+		len = strlen(a);
+		if (auth_subscriber(conn, a, len, &ar) == -1)
+			return auth_refuse(conn, &ar);
+	}
+	if (*account == '\0')	/* a token whose sub is "": no account */
 		return reply_error(conn, MHD_HTTP_BAD_REQUEST, "no account: ?account=<account id> expected");
-	return jmap_open(conn, version, account, req_cls);
+	return jmap_open(conn, version, account, n, req_cls);
 }

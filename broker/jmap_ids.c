@@ -103,30 +103,105 @@ jmap_id_encode(const char *account, const struct jmap_map *m, char *out, size_t 
 	return n;
 }
 
-/* Reads an id of this account back into m; -1 when it is not one (unreadable). */
+/*
+ * Finds account's segment in a state id: the prefix, then one "<account>;<map>" per
+ * account joined by '/' (a stream of several accounts; no account id holds '/' or ';').
+ * Sets *map and *maplen to the segment's map text. -1 when the id is malformed (too
+ * long, another prefix, a segment without an account) or has no segment for account.
+ */
+static int
+jmap_id_segment(const char *id, const char *account, const char **map, size_t *maplen)
+{
+	size_t plen = strlen(JMAP_ID_PREFIX), alen = strlen(account), len;
+	const char *p, *end, *semi, *found = NULL, *found_end = NULL;
+
+	if (id == NULL || (len = strlen(id)) > JMAP_ID_MAX || strncmp(id, JMAP_ID_PREFIX, plen) != 0)
+		return -1;
+	for (p = id + plen;; p = end + 1) {
+		if ((end = strchr(p, '/')) == NULL)
+			end = id + len;
+		if ((semi = memchr(p, ';', (size_t)(end - p))) == NULL || semi == p)
+			return -1;
+		if (found == NULL && (size_t)(semi - p) == alen && memcmp(p, account, alen) == 0) {
+			found = semi + 1;
+			found_end = end;
+		}
+		if (*end == '\0')
+			break;
+	}
+	if (found == NULL)
+		return -1;
+	*map = found;
+	*maplen = (size_t)(found_end - found);
+	return 0;
+}
+
+/* Reads account's states from an id back into m; -1 when it is not one (unreadable). */
 int
 jmap_id_decode(const char *id, const char *account, struct jmap_map *m)
 {
-	size_t plen = strlen(JMAP_ID_PREFIX), alen = strlen(account);
-	const char *p, *eq, *end;
+	const char *p, *eq, *end, *stop;
+	size_t len;
 
 	jmap_map_init(m);
-	if (id == NULL || strlen(id) > JMAP_ID_MAX || strncmp(id, JMAP_ID_PREFIX, plen) != 0 ||
-	    strncmp(id + plen, account, alen) != 0 || id[plen + alen] != ';')
+	if (jmap_id_segment(id, account, &p, &len) == -1)
 		return -1;
-	p = id + plen + alen + 1;
-	while (*p != '\0') {
-		end = strchr(p, ',');
-		if (end == NULL)
-			end = p + strlen(p);
+	for (stop = p + len; p < stop;) {
+		if ((end = memchr(p, ',', (size_t)(stop - p))) == NULL)
+			end = stop;
 		eq = memchr(p, '=', (size_t)(end - p));
 		if (eq == NULL || jmap_map_put(m, p, (size_t)(eq - p), eq + 1, (size_t)(end - eq - 1)) == -1)
 			return -1;
-		p = *end == ',' ? end + 1 : end;
-		if (*end == ',' && *p == '\0')
-			return -1;
+		if (end < stop && end + 1 == stop)
+			return -1;	/* a trailing comma */
+		p = end < stop ? end + 1 : end;
 	}
 	return 0;
+}
+
+/*
+ * Writes the id of several accounts (n NUL-separated ids in accounts, the segment
+ * order): account's segment from m, every other account's copied from id (NULL: none)
+ * where it has one, left out where it has none. Returns its length, 0 if it does not fit.
+ */
+size_t
+jmap_id_put(const char *id, const char *accounts, unsigned n, const char *account,
+    const struct jmap_map *m, char *out, size_t outlen)
+{
+	const char *a = accounts, *seg;
+	size_t len = strlen(JMAP_ID_PREFIX), seglen;
+	unsigned i, k, written = 0;
+	int w;
+
+	if (len >= outlen)
+		return 0;
+	memcpy(out, JMAP_ID_PREFIX, len + 1);
+	for (i = 0; i < n; i++, a += strlen(a) + 1) {
+		bool mine = strcmp(a, account) == 0;
+
+		if (!mine && jmap_id_segment(id, a, &seg, &seglen) == -1)
+			continue;
+		w = snprintf(out + len, outlen - len, "%s%s;", written > 0 ? "/" : "", a);
+		if (w < 0 || (size_t)w >= outlen - len)
+			return 0;
+		len += (size_t)w;
+		written++;
+		if (!mine) {
+			if (seglen >= outlen - len)
+				return 0;
+			memcpy(out + len, seg, seglen);
+			out[len += seglen] = '\0';
+			continue;
+		}
+		for (k = 0; k < m->n; k++) {
+			w = snprintf(out + len, outlen - len, "%s%s=%s", k > 0 ? "," : "", m->e[k].type,
+			    m->e[k].state);
+			if (w < 0 || (size_t)w >= outlen - len)
+				return 0;
+			len += (size_t)w;
+		}
+	}
+	return len;
 }
 
 /*
@@ -174,19 +249,34 @@ jmap_types_want(const char *types, const char *type)
 	return strstr(types, key) != NULL;
 }
 
-/* {"@type":"StateChange","changed":{"<account>":{"T":"s",...}}}; 0 if it does not fit. */
+/* Starts a StateChange: {"@type":"StateChange","changed":{ ; its length, 0 if it does not fit. */
 size_t
-jmap_change_json(const char *account, const struct jmap_map *changed, char *out, size_t outlen)
+jmap_change_begin(char *out, size_t outlen)
 {
-	size_t n;
+	static const char head[] = "{\"@type\":\"StateChange\",\"changed\":{";
+
+	if (sizeof head > outlen)
+		return 0;
+	memcpy(out, head, sizeof head);
+	return sizeof head - 1;
+}
+
+/*
+ * Appends "<account>":{"T":"s",...} (after a comma unless first) to the n bytes of a
+ * StateChange begun in out; returns the new length, 0 if it does not fit.
+ */
+size_t
+jmap_change_add(char *out, size_t outlen, size_t n, bool first, const char *account,
+    const struct jmap_map *changed)
+{
 	unsigned i;
 	int k;
 
 	/* Types, states and channel names hold no character JSON would escape. */
-	k = snprintf(out, outlen, "{\"@type\":\"StateChange\",\"changed\":{\"%s\":{", account);
-	if (k < 0 || (size_t)k >= outlen)
+	k = snprintf(out + n, outlen - n, "%s\"%s\":{", first ? "" : ",", account);
+	if (k < 0 || (size_t)k >= outlen - n)
 		return 0;
-	n = (size_t)k;
+	n += (size_t)k;
 	for (i = 0; i < changed->n; i++) {
 		k = snprintf(out + n, outlen - n, "%s\"%s\":\"%s\"", i > 0 ? "," : "",
 		    changed->e[i].type, changed->e[i].state);
@@ -194,10 +284,31 @@ jmap_change_json(const char *account, const struct jmap_map *changed, char *out,
 			return 0;
 		n += (size_t)k;
 	}
-	if (n + 4 > outlen)
+	if (n + 2 > outlen)
 		return 0;
-	memcpy(out + n, "}}}", 4);
-	return n + 3;
+	memcpy(out + n, "}", 2);
+	return n + 1;
+}
+
+/* Ends a StateChange of n bytes; returns its length, 0 if it does not fit. */
+size_t
+jmap_change_end(char *out, size_t outlen, size_t n)
+{
+	if (n == 0 || n + 3 > outlen)
+		return 0;
+	memcpy(out + n, "}}", 3);
+	return n + 2;
+}
+
+/* {"@type":"StateChange","changed":{"<account>":{"T":"s",...}}}; 0 if it does not fit. */
+size_t
+jmap_change_json(const char *account, const struct jmap_map *changed, char *out, size_t outlen)
+{
+	size_t n = jmap_change_begin(out, outlen);
+
+	if (n > 0)
+		n = jmap_change_add(out, outlen, n, true, account, changed);
+	return n > 0 ? jmap_change_end(out, outlen, n) : 0;
 }
 
 /*

@@ -27,6 +27,7 @@
  */
 enum { STREAM_SMALL_PREAMBLE = 1, STREAM_SMALL_RESET = 2, STREAM_SMALL_PING = 4 };
 enum { STREAM_HEADERS_MAX = 16 };	/* more than a stream's response ever has */
+enum { STREAM_QUEUE_MAX = 64 };		/* StateChange events a JMAP stream's client may leave unread */
 static const char *const stream_reset_reasons[] = { "unknown", "expired", "lagged", "unavailable" };
 
 static atomic_bool streams_ending;		/* SIGTERM: readers end their responses */
@@ -59,6 +60,13 @@ stream_new(const struct stream_opts *o)
 	    (o->origins != NULL && (s->origins = strdup(o->origins)) == NULL)) {
 		stream_free(s);
 		return NULL;
+	}
+	if (o->owner != NULL) {
+		s->leg = true;
+		s->acct.owner = o->owner;
+		pthread_mutex_lock(&o->owner->ch->lock);
+		stream_ref_locked(o->owner);	/* dropped by stream_free */
+		pthread_mutex_unlock(&o->owner->ch->lock);
 	}
 	return s;
 }
@@ -95,6 +103,10 @@ stream_free(struct stream *s)
 	free(s->session);
 	free(s->origins);
 	jmap_sub_free(s->jmap);
+	if (s->leg)
+		stream_unref(s->acct.owner);	/* may bury it: the watcher frees it next */
+	else
+		free(s->acct.legs);
 	free(s);
 }
 
@@ -124,12 +136,81 @@ stream_wants(const struct stream *s, const struct event *ev)
 }
 
 /*
+ * Appends a StateChange to a JMAP stream's queue (s's lock held); a client that lets
+ * STREAM_QUEUE_MAX of them pile up is cut instead (it reconnects with its id and is
+ * told what differs, in one event). Steals ev.
+ */
+static void
+stream_queue(struct stream *s, struct event *ev)
+{
+	struct stream_replay *r = s->replay;
+	struct event **grown;
+
+	if (r == NULL && (r = s->replay = calloc(1, sizeof *r)) == NULL)
+		goto cut;
+	if (r->n - r->i >= STREAM_QUEUE_MAX)
+		goto cut;
+	if (r->i > 0) {		/* sent ones go first */
+		memmove(r->ev, r->ev + r->i, (r->n - r->i) * sizeof *r->ev);
+		r->n -= r->i;
+		r->i = 0;
+	}
+	if ((grown = realloc(r->ev, (r->n + 1) * sizeof *grown)) == NULL)
+		goto cut;
+	r->ev = grown;
+	r->ev[r->n++] = ev;
+	return;
+cut:
+	event_unref(ev);
+	s->closing = true;
+}
+
+/*
+ * A leg's channel has news (its lock held): its ring's new jmap-state events become its
+ * stream's StateChange events, unless it is still waiting for every account's stored
+ * state. A leg that lost events (reset by the bus, evicted unread, cut) ends its stream.
+ */
+static void
+stream_leg_feed(struct stream *leg)
+{
+	struct stream *s = leg->acct.owner;
+	struct history *h = &leg->ch->history;
+	struct event *ev;
+	bool news = false;
+
+	pthread_mutex_lock(&s->ch->lock);
+	if (s->dead)
+		goto out;
+	if (leg->closing || (leg->small & STREAM_SMALL_RESET) || leg->cursor < h->first) {
+		leg->small &= (uint8_t)~STREAM_SMALL_RESET;
+		s->closing = true;
+		news = true;
+	}
+	while (!leg->pending && !s->closing && (ev = history_get(h, leg->cursor)) != NULL) {
+		leg->cursor++;
+		if ((ev = jmap_sub_event(s->jmap, leg->ch->name, ev)) != NULL) {
+			stream_queue(s, ev);
+			news = true;
+		}
+	}
+	if (news || atomic_load(&streams_ending))
+		stream_wake(s);
+out:
+	pthread_mutex_unlock(&s->ch->lock);
+}
+
+/*
  * While a directly written chunk is still half unsent, MHD must not write, so the wake
- * waits for the flush (unless the stream is closing anyway).
+ * waits for the flush (unless the stream is closing anyway). A leg has no connection:
+ * its wake feeds its stream.
  */
 void
 stream_wake(struct stream *s)
 {
+	if (s->leg) {
+		stream_leg_feed(s);
+		return;
+	}
 	if (!s->suspended)
 		return;
 	if (direct_busy(&s->direct) && !s->closing) {
@@ -298,8 +379,8 @@ stream_attach(struct stream *s, struct channel *ch, const char *last_id)
 		stream_reset(s, pos);
 	else if (pos == BUS_POS_REMOTE)
 		s->pending = true;
-	if (s->jmap != NULL)
-		s->pending = true;	/* until its account's state is known (stream_jmap_ready) */
+	if (s->jmap != NULL || s->leg)
+		s->pending = true;	/* until its accounts' states are known (stream_jmap_ready) */
 	pthread_mutex_unlock(&ch->lock);
 	return pos == BUS_POS_REMOTE ? STREAM_REMOTE : 0;
 }
@@ -402,28 +483,60 @@ drop:
 		stream_wake(s);
 }
 
+/*
+ * A leg's account state is in: installed in its stream; the last leg's makes the
+ * stream ready (its reconnect StateChange first), then every leg reads its ring, each
+ * under its own channel's lock. The legs are all alive here: the stream's request
+ * waits, suspended, for every fetch, so it cannot end and drop them meanwhile.
+ */
+static void
+stream_leg_ready(struct stream *leg, int status, const char *json, size_t len)
+{
+	struct stream *s = leg->acct.owner, *l;
+	struct stream_legs *legs = stream_legs(s);
+	struct event *ev;
+	bool all = false;
+	unsigned i;
+
+	pthread_mutex_lock(&s->ch->lock);
+	if (!s->dead && status != 0)
+		s->closing = true;	/* the client reconnects, maybe to a broker that can read it */
+	else if (!s->dead) {
+		if ((ev = jmap_sub_ready(s->jmap, leg->ch->name, json, len, &all)) != NULL)
+			stream_queue(s, ev);
+		if (all) {
+			s->pending = false;
+			stream_wake(s);
+		}
+	}
+	pthread_mutex_unlock(&s->ch->lock);
+	for (i = 0; all && i < legs->n; i++) {
+		l = legs->leg[i];
+		pthread_mutex_lock(&l->ch->lock);
+		l->pending = false;
+		stream_leg_feed(l);
+		pthread_mutex_unlock(&l->ch->lock);
+	}
+}
+
 /* Installs a JMAP stream's stored state and its reconnect StateChange, then reads on. */
 void
 stream_jmap_ready(struct stream *s, int status, const char *json, size_t len)
 {
-	struct stream_replay *r;
 	struct event *ev;
+	bool all;
 
+	if (s->leg) {
+		stream_leg_ready(s, status, json, len);
+		stream_unref(s);
+		return;
+	}
 	pthread_mutex_lock(&s->ch->lock);
 	if (!s->dead) {
 		if (status != 0)
 			s->closing = true;	/* the client reconnects, maybe to a broker that can read it */
-		else if ((ev = jmap_sub_ready(s->jmap, json, len)) != NULL) {
-			if ((r = calloc(1, sizeof *r)) == NULL || (r->ev = malloc(sizeof *r->ev)) == NULL) {
-				free(r);
-				event_unref(ev);
-				s->closing = true;
-			} else {
-				r->ev[0] = ev;
-				r->n = 1;
-				s->replay = r;
-			}
-		}
+		else if ((ev = jmap_sub_ready(s->jmap, s->ch->name, json, len, &all)) != NULL)
+			stream_queue(s, ev);
 		s->pending = false;
 		stream_wake(s);
 	}
@@ -512,7 +625,7 @@ stream_fill(struct stream *s, char *buf, size_t max)
 		if (!s->pending && (ev = stream_next_ring(s)) != NULL) {
 			if (s->jmap != NULL) {
 				/* A JMAP stream sends its own StateChange for the event, or nothing. */
-				if ((ev = jmap_sub_event(s->jmap, ev)) != NULL) {
+				if ((ev = jmap_sub_event(s->jmap, s->ch->name, ev)) != NULL) {
 					n += stream_copy_event(s, ev, buf + n, max - n);
 					event_unref(ev);
 				}

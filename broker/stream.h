@@ -29,12 +29,29 @@ enum req_kind { REQ_STREAM = 1, REQ_PUBLISH, REQ_HEADERS, REQ_BAD_LINE, REQ_WEBP
 /* Why a stream gets "event: reset" (the reason string in its data). */
 enum reset_reason { RESET_UNKNOWN, RESET_EXPIRED, RESET_LAGGED, RESET_UNAVAILABLE };
 
-/* Events fetched from the bus for one reconnecting stream, sent before the ring. */
+/* Events fetched from the bus for one reconnecting stream, sent before the ring (also a
+ * JMAP stream's queue of StateChange events its legs made). */
 struct stream_replay {
 	struct event **ev;		/* owned references */
 	size_t n, i;			/* count, next to send */
 };
 
+/* A JMAP stream of several accounts: one leg per account. */
+struct stream_legs {
+	unsigned n;
+	struct stream *leg[];		/* each holds a reference to the stream; the stream's request holds theirs */
+};
+
+/*
+ * A JMAP stream whose credentials reach several accounts reads none of their rings
+ * itself (a lock of one account's channel must never be taken under another's: two
+ * such streams would take them in opposite orders). It lives on a channel of its own
+ * (channel_private), and each account's channel holds a leg: a stream with no
+ * connection, joined on the bus like any subscriber, that turns its ring's jmap-state
+ * events into the stream's StateChange events under the leg's channel lock, then the
+ * stream's (always in that order). A leg that loses events (a reset, an eviction) ends
+ * the stream: its client reconnects with its id and is told exactly what differs.
+ */
 struct stream {
 	enum req_kind kind;		/* first: MHD's req_cls points here (REQ_STREAM) */
 	unsigned refs;			/* MHD's request, plus each bus job in flight (under ch->lock) */
@@ -47,6 +64,10 @@ struct stream {
 	void *bus_member;		/* the bus implementation's state for this stream (bus only) */
 	struct MHD_Response *head;	/* borrowed: its header list is freed at the first read */
 	struct jmap_sub *jmap;		/* owned: a JMAP stream's state (jmap_stream.c), else NULL */
+	union {
+		struct stream *owner;		/* a leg: the JMAP stream it feeds (referenced) */
+		struct stream_legs *legs;	/* a JMAP stream of several accounts: owned; else NULL */
+	} acct;
 	char *session;			/* owned, or NULL */
 	char *origins;			/* owned comma list, or NULL */
 	struct direct direct;		/* the unsent rest of a directly written chunk */
@@ -70,6 +91,7 @@ struct stream {
 	bool responding;		/* subscribe.c: the 200 is queued */
 	bool join_suspended;		/* subscribe.c: the handler suspended the connection for the join */
 	bool join_asked;		/* subscribe.c: bus->join was called, so bus->leave must follow */
+	bool leg;			/* a leg of a JMAP stream (acct.owner) */
 	uint8_t small;			/* small frames still to send */
 	uint8_t small_off;		/* bytes of the first of them already sent */
 	uint8_t reset_reason;		/* enum reset_reason */
@@ -85,6 +107,7 @@ struct stream_opts {
 	const char *session, *origins;	/* or NULL */
 	unsigned ping;			/* seconds, 0 = none */
 	struct jmap_sub *jmap;		/* a JMAP stream's state (stolen by stream_new, even when it fails), or NULL */
+	struct stream *owner;		/* makes a leg of this JMAP stream (attached to its own channel) */
 	bool longpoll;
 	bool direct_ok;			/* HTTP/1.1: direct chunk writes allowed */
 };
@@ -92,8 +115,15 @@ struct stream_opts {
 /* stream_attach()'s results besides 0. */
 enum { STREAM_FULL = -1, STREAM_REMOTE = 1 };
 
-/* Makes a stream with one reference (MHD's request); NULL on ENOMEM. */
+/* Makes a stream with one reference (MHD's request; a leg's: its owner's request); NULL on ENOMEM. */
 struct stream *stream_new(const struct stream_opts *o);
+/* The legs of a JMAP stream of several accounts, or NULL. */
+static inline struct stream_legs *
+stream_legs(const struct stream *s)
+{
+	return s->leg ? NULL : s->acct.legs;
+}
+
 /* Frees a stream that was never attached, or one taken from the grave. Accepts NULL. */
 void stream_free(struct stream *s);
 /*
@@ -130,7 +160,8 @@ void stream_replayed(struct stream *s, int status, struct event **ev, size_t n, 
 /*
  * The bus's answer to a JMAP stream's state fetch (any thread; a bus_state_done): the
  * stored state becomes what its client has, a reconnect's StateChange is queued first,
- * and the ring is read from then on. Drops the fetch's reference.
+ * and the ring is read from then on. For a leg, its account's part: once every leg's
+ * is in, the legs read their rings. Drops the fetch's reference (to s).
  */
 void stream_jmap_ready(struct stream *s, int status, const char *json, size_t len);
 /* The watcher saw the client hang up: the reader ends the response. */

@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 
 #include "bus.h"
+#include "jmap.h"
 #include "log.h"
 #include "names.h"
 #include "replay.h"
@@ -166,31 +167,37 @@ subscribe_respond(struct stream *s)
 static void
 subscribe_jmap_fetched(struct stream *s, int status, const char *json, size_t len)
 {
+	struct stream *o = s->leg ? s->acct.owner : s;	/* whose request waits */
+
 	stream_jmap_ready(s, status, json, len);
-	if (atomic_fetch_sub(&s->join_wait, 1) == 1)
-		MHD_resume_connection(s->conn);
+	if (atomic_fetch_sub(&o->join_wait, 1) == 1)
+		MHD_resume_connection(o->conn);
 }
 
 /*
  * The bus's join answer; the last of it (with a JMAP stream's state fetch, asked for
  * here, once the join is confirmed, so that every state stored after the fetch is
- * announced to a subscribed channel) and the handler to finish answers.
+ * announced to a subscribed channel) and the handler to finish answers. A leg's
+ * answers count for its JMAP stream's request, which any failed join refuses.
  */
 static void
 subscribe_joined(struct stream *s, int status)
 {
+	struct stream *o = s->leg ? s->acct.owner : s;	/* whose request waits */
+	bool jmap = s->jmap != NULL || s->leg;
 	unsigned parties = 1;
 
-	s->join_status = (int8_t)status;
-	if (s->jmap != NULL && status == 0) {
+	if (!s->leg || status != 0)
+		o->join_status = (int8_t)status;
+	if (jmap && status == 0) {
 		pthread_mutex_lock(&s->ch->lock);
 		stream_ref_locked(s);	/* the fetch's, dropped by stream_jmap_ready */
 		pthread_mutex_unlock(&s->ch->lock);
 		bus->jmap_state(s, subscribe_jmap_fetched);
-	} else if (s->jmap != NULL)
+	} else if (jmap)
 		parties = 2;		/* no fetch after a failed join: its share goes too */
-	if (atomic_fetch_sub(&s->join_wait, parties) == parties)
-		MHD_resume_connection(s->conn);	/* the handler suspended: it runs again */
+	if (atomic_fetch_sub(&o->join_wait, parties) == parties)
+		MHD_resume_connection(o->conn);	/* the handler suspended: it runs again */
 }
 
 /*
@@ -203,9 +210,20 @@ subscribe_joined(struct stream *s, int status)
 static enum MHD_Result
 subscribe_join(struct stream *s, const char *last_id, bool remote)
 {
-	atomic_store(&s->join_wait, s->jmap != NULL ? 3 : 2);
-	s->join_asked = true;
-	bus->join(s, subscribe_joined);
+	struct stream_legs *legs = stream_legs(s);
+	unsigned i;
+
+	if (legs != NULL) {	/* the legs join, each with its state fetch; s itself is on no bus */
+		atomic_store(&s->join_wait, (unsigned char)(1 + 2 * legs->n));
+		for (i = 0; i < legs->n; i++) {
+			legs->leg[i]->join_asked = true;
+			bus->join(legs->leg[i], subscribe_joined);
+		}
+	} else {
+		atomic_store(&s->join_wait, s->jmap != NULL ? 3 : 2);
+		s->join_asked = true;
+		bus->join(s, subscribe_joined);
+	}
 	if (remote)
 		bus->replay(s, last_id, replay_done);	/* after the join: one FIFO for both */
 	if (atomic_load(&s->join_wait) > 1) {
@@ -303,16 +321,105 @@ subscribe_open(struct MHD_Connection *conn, const char *version, const char *nam
 	return subscribe_join(s, last_id, pos == STREAM_REMOTE);
 }
 
+/* Unlinks a JMAP stream's legs from their channels and the bus and drops the request's references. */
+static void
+subscribe_drop_legs(struct stream *s)
+{
+	struct stream_legs *legs = stream_legs(s);
+	struct stream *l;
+	unsigned i;
+
+	for (i = 0; legs != NULL && i < legs->n; i++) {
+		l = legs->leg[i];
+		if (stream_detach(l) && l->join_asked)
+			bus->leave(l);
+		stream_unref(l);
+	}
+	if (legs != NULL)
+		legs->n = 0;	/* the array goes with s */
+}
+
 /*
- * Ends a stream's life after MHD completed its request: unlinks it from its channel,
- * the bus and the watcher, then drops MHD's reference (the watcher frees it once no
- * bus job holds it). Called from MHD's request-completed callback, never the reader.
+ * A JMAP stream of several accounts (o->jmap names them; stolen): its own channel, and
+ * a leg on each account's channel, then the join of every leg, as subscribe_open does
+ * for one channel. The 200 waits for every leg's join and stored state.
+ */
+enum MHD_Result
+subscribe_open_accounts(struct MHD_Connection *conn, struct stream_opts *o, void **req_cls)
+{
+	const char *a = jmap_sub_accounts(o->jmap);
+	unsigned i, n = jmap_sub_naccounts(o->jmap);
+	struct stream_opts lo = { .conn = NULL, .fd = -1 };
+	const union MHD_ConnectionInfo *ci;
+	struct stream_legs *legs;
+	struct channel *ch;
+	struct stream *s, *l;
+	const char *why = NULL;
+	unsigned status = MHD_HTTP_SERVICE_UNAVAILABLE;
+	enum refuse_reason reason = REFUSE_CHANNELS;
+
+	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	o->fd = ci != NULL ? ci->connect_fd : -1;
+	o->direct_ok = false;	/* its events are its own StateChanges, made in the reader's lock */
+	if ((s = stream_new(o)) == NULL)
+		return MHD_NO;
+	if ((legs = calloc(1, sizeof *legs + n * sizeof legs->leg[0])) == NULL ||
+	    (ch = channel_private()) == NULL) {
+		free(legs);
+		stream_free(s);
+		return MHD_NO;
+	}
+	s->acct.legs = legs;
+	if (atomic_fetch_add(&counters.streams, 1) >= (unsigned long long)opt(OPT_MAX_CONNECTIONS)) {
+		channel_put(ch);
+		return subscribe_refuse(s, MHD_HTTP_SERVICE_UNAVAILABLE, REFUSE_CONNECTIONS,
+		    "too many connections", conn);
+	}
+	(void)stream_attach(s, ch, NULL);	/* alone on its channel: never full */
+	lo.owner = s;
+	for (i = 0; i < n && why == NULL; i++, a += strlen(a) + 1) {
+		if ((l = stream_new(&lo)) == NULL)
+			why = "out of memory";
+		else if ((ch = channel_get(a, strlen(a), true)) == NULL) {
+			why = "too many channels";
+			stream_free(l);
+		} else if (stream_attach(l, ch, NULL) == STREAM_FULL) {
+			why = "too many subscribers on this channel";
+			status = MHD_HTTP_TOO_MANY_REQUESTS;
+			reason = REFUSE_SUBSCRIBERS;
+			stream_free(l);
+		} else
+			legs->leg[legs->n++] = l;
+	}
+	if (why != NULL) {
+		subscribe_drop_legs(s);
+		stream_detach(s);
+		atomic_fetch_sub(&counters.streams, 1);
+		stream_unref(s);	/* the legs' references go as the watcher frees them */
+		return subscribe_refuse_for_now(conn, status, reason, why);
+	}
+	*req_cls = s;
+	/* From here the request-completed callback ends the stream (subscribe_completed). */
+	if (watcher_watch(s) == -1) {
+		s->join_status = -2;
+		return subscribe_respond(s);
+	}
+	subscribe_keepalive(s->fd);
+	return subscribe_join(s, NULL, false);
+}
+
+/*
+ * Ends a stream's life after MHD completed its request: unlinks it (and its legs) from
+ * its channel, the bus and the watcher, then drops MHD's reference (the watcher frees
+ * it once no bus job holds it). Called from MHD's request-completed callback, never
+ * the reader.
  */
 void
 subscribe_completed(struct stream *s)
 {
 	if (stream_detach(s) && s->join_asked)
 		bus->leave(s);
+	subscribe_drop_legs(s);
 	atomic_fetch_sub(&counters.streams, 1);
 	watcher_forget(s);
 	stream_unref(s);

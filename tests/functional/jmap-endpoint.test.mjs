@@ -278,7 +278,7 @@ test('auth upstream: needs upstream_session_url; no credentials 401; upstream un
   } finally { await c.stop(); }
 });
 
-test('auth token: the token\'s account (sub, else channels[0]) without ?account=; ?account= must be granted', async () => {
+test('auth token: every account the token names (sub and channels) without ?account=; ?account= must be granted', async () => {
   const secret = 'jmap-token-secret-0123456789abcdefghijklmnopqrstuvwxyz';
   const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
   const jwt = (claims) => {
@@ -299,6 +299,15 @@ test('auth token: the token\'s account (sub, else channels[0]) without ?account=
         assert.deepEqual(changes(r).map((x) => x.changed), [{ [a]: { Email: '1' } }]);
       } finally { r.close(); }
     }
+    // The second token names two accounts: its stream follows both (the id has both).
+    const both = await openStream(c.port, `${PATH}?types=*&closeafter=state&ping=0`, { headers: { Authorization: `Bearer ${jwt({ channels: [a, other], exp })}` } });
+    try {
+      assert.equal(both.status, 200, both.describe());
+      await waitSubscribers(c, other, 1);
+      await feed(c, other, { Email: '2' });
+      await both.waitEnd(5000);
+      assert.deepEqual(changes(both), [{ id: `s1:${a};Email=1/${other};Email=2`, '@type': 'StateChange', changed: { [other]: { Email: '2' } } }]);
+    } finally { both.close(); }
     const tok = jwt({ channels: [a], exp });
     const granted = await openStream(c.port, `${PATH}?account=${other}&types=*`, { headers: { Authorization: `Bearer ${tok}` } });
     granted.close();
@@ -345,5 +354,124 @@ test('Redis: a reconnect to another broker gets what differs from the state kept
     streams.push(s2);
     await s2.waitEnd(5000);
     assert.deepEqual(changes(s2).map((c) => c.changed[a]), [{ Mailbox: '12', Thread: '12' }]);
+  } finally { await stopAll([b1, b2], r, streams); }
+});
+
+/** A signed subscriber token (HS256) for the tests of several accounts. */
+const ACCT_SECRET = 'jmap-accounts-secret-0123456789abcdefghijklmnopqrstuvwxyz';
+function accountsToken(claims) {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const input = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ exp: Math.floor(Date.now() / 1000) + 600, ...claims })}`;
+  return `${input}.${crypto.createHmac('sha256', ACCT_SECRET).update(input).digest('base64url')}`;
+}
+
+/** Opens the token's JMAP stream (no ?account=) and waits until each account counts it. */
+async function jmapAccounts(broker, tok, accts, query = 'types=*&closeafter=no&ping=0', headers = {}, { count = true } = {}) {
+  const s = await openStream(broker.port, `${PATH}?${query}`, { headers: { Authorization: `Bearer ${tok}`, ...headers } });
+  assert.equal(s.status, 200, s.describe());
+  if (count) for (const x of accts) await waitSubscribers(broker, x, 1);
+  return s;
+}
+
+test('several accounts: one stream follows every account the credentials name; each change names its account; the id holds all', async () => {
+  const c = await startBroker(['--auth', 'token', '--token_secret', ACCT_SECRET]);
+  try {
+    const [a, x, y] = [account('own'), account('shared'), account('other')];
+    await feed(c, a, { Email: '3', Mailbox: '3' });
+    await feed(c, x, { Email: '40' });
+    const tok = accountsToken({ sub: a, channels: [a, x] });
+    const s = await jmapAccounts(c, tok, [a, x]);
+    try {
+      await feed(c, x, { Email: '41' });
+      await s.waitFor((v) => changes(v).length >= 1, 5000, 'the shared account\'s change');
+      await publishOk(c, x, 'not a state', { query: { event: 'change' } });	// no StateChange
+      await feed(c, y, { Email: '9' });	// an account the token does not name
+      await feed(c, a, { Email: '4' });
+      await s.waitFor((v) => changes(v).length >= 2, 5000, 'the own account\'s change');
+      assert.deepEqual(changes(s), [
+        { id: `s1:${a};Email=3,Mailbox=3/${x};Email=41`, '@type': 'StateChange', changed: { [x]: { Email: '41' } } },
+        { id: `s1:${a};Email=4,Mailbox=3/${x};Email=41`, '@type': 'StateChange', changed: { [a]: { Email: '4' } } },
+      ]);
+      // One connection: the broker counts one stream, and a subscriber on each account.
+      assert.equal((await waitSubscribers(c, a, 1)).subscribers, 1);
+      assert.equal((await waitSubscribers(c, x, 1)).subscribers, 1);
+    } finally { s.close(); }
+    // Closed: both accounts' channels let it go.
+    await waitSubscribers(c, a, 0);
+    await waitSubscribers(c, x, 0);
+  } finally { await c.stop(); }
+});
+
+test('several accounts: a reconnect is told exactly what differs, per account, in one StateChange', async () => {
+  const c = await startBroker(['--auth', 'token', '--token_secret', ACCT_SECRET, '--ping_min', '1']);
+  try {
+    const [a, x] = [account('own'), account('shared')];
+    await feed(c, a, { Email: '5', Mailbox: '5' });
+    await feed(c, x, { Email: '7', Mailbox: '7' });
+    const tok = accountsToken({ sub: a, channels: [x] });
+    const id = `s1:${a};Email=5,Mailbox=5/${x};Email=7,Mailbox=7`;
+    // Equal: nothing at once (closeafter=state waits, pings go on).
+    const eq = await jmapAccounts(c, tok, [a, x], 'types=*&closeafter=state&ping=1', { 'Last-Event-ID': id });
+    try {
+      await eq.waitPings(1, 5000);
+      assert.deepEqual(changes(eq), []);
+      assert.ok(!eq.ended);
+    } finally { eq.close(); }
+    await waitSubscribers(c, x, 0);
+    await feed(c, x, { Email: '8' });	// while the client was away
+    const s = await jmapAccounts(c, tok, [a, x], 'types=Email&closeafter=state&ping=0', { 'Last-Event-ID': id }, { count: false });
+    try {
+      await s.waitEnd(5000);
+      assert.deepEqual(changes(s), [{ id: `s1:${a};Email=5,Mailbox=5/${x};Email=8,Mailbox=7`, '@type': 'StateChange', changed: { [x]: { Email: '8' } } }]);
+    } finally { s.close(); }
+    // An id that says nothing of one account (an id of one account): that account's every
+    // requested type; the other is told only what differs (nothing here).
+    const one = await jmapAccounts(c, tok, [a, x], 'types=*&closeafter=state&ping=0', { 'Last-Event-ID': `s1:${a};Email=5,Mailbox=5` }, { count: false });
+    try {
+      await one.waitEnd(5000);
+      assert.deepEqual(changes(one).map((v) => v.changed), [{ [x]: { Email: '8', Mailbox: '7' } }]);
+    } finally { one.close(); }
+    // Unreadable: every requested type of every account.
+    const bad = await jmapAccounts(c, tok, [a, x], 'types=Mailbox&closeafter=state&ping=0', { 'Last-Event-ID': 'garbage' }, { count: false });
+    try {
+      await bad.waitEnd(5000);
+      assert.deepEqual(changes(bad).map((v) => v.changed), [{ [a]: { Mailbox: '5' }, [x]: { Mailbox: '7' } }]);
+    } finally { bad.close(); }
+    // ?account= narrows the stream to that one account.
+    const only = await openStream(c.port, `${PATH}?account=${x}&types=*&closeafter=state&ping=0`, { headers: { Authorization: `Bearer ${tok}` } });
+    try {
+      assert.equal(only.status, 200, only.describe());
+      await waitSubscribers(c, x, 1);
+      assert.equal((await waitSubscribers(c, a, 0)).subscribers, 0);
+      await feed(c, x, { Email: '9' });
+      await only.waitEnd(5000);
+      assert.deepEqual(changes(only), [{ id: `s1:${x};Email=9,Mailbox=7`, '@type': 'StateChange', changed: { [x]: { Email: '9' } } }]);
+    } finally { only.close(); }
+  } finally { await c.stop(); }
+});
+
+test('several accounts with Redis: the states come through Redis, and a reconnect to another broker gets what differs', async () => {
+  const r = await startRedis();
+  const b1 = await startRedisBroker(r, ['--auth', 'token', '--token_secret', ACCT_SECRET]);
+  const b2 = await startRedisBroker(r, ['--auth', 'token', '--token_secret', ACCT_SECRET]);
+  const streams = [];
+  try {
+    const [a, x] = [account('redis-own'), account('redis-shared')];
+    await redisCommand(r.target, 'HSET', `ssepush:j:${a}`, 'Email', '10');
+    await redisCommand(r.target, 'HSET', `ssepush:j:${x}`, 'Email', '20');
+    const tok = accountsToken({ sub: a, channels: [x] });
+    const s1 = await jmapAccounts(b1, tok, [a, x], undefined, {}, { count: false });
+    streams.push(s1);
+    await waitRedisCount(r, a, 1);
+    await waitRedisCount(r, x, 1);
+    await redisCommand(r.target, 'HSET', `ssepush:j:${x}`, 'Email', '21');
+    await feed(b2, x, { Email: '21' });
+    await s1.waitFor((v) => changes(v).length >= 1, 5000, 'a state event through Redis');
+    assert.deepEqual(changes(s1)[0], { id: `s1:${a};Email=10/${x};Email=21`, '@type': 'StateChange', changed: { [x]: { Email: '21' } } });
+    await redisCommand(r.target, 'HSET', `ssepush:j:${a}`, 'Email', '11');
+    const s2 = await jmapAccounts(b2, tok, [a, x], 'types=*&closeafter=state&ping=0', { 'Last-Event-ID': changes(s1)[0].id }, { count: false });
+    streams.push(s2);
+    await s2.waitEnd(5000);
+    assert.deepEqual(changes(s2).map((v) => v.changed), [{ [a]: { Email: '11' } }]);
   } finally { await stopAll([b1, b2], r, streams); }
 });

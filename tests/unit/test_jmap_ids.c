@@ -1,6 +1,7 @@
 /*
  * Unit tests for the broker's JMAP state ids, maps, types filter and StateChange JSON
- * (broker/jmap_ids.c): an id decodes back to the map it encodes, only for its account;
+ * (broker/jmap_ids.c): an id decodes back to the map it encodes, only for its account
+ * (an id of several accounts: each account's segment alone);
  * malformed ids are unreadable; the map stays sorted and bounded; ?types= parsing and
  * filtering; the frame reader that picks a jmap-state event's data.
  */
@@ -186,6 +187,79 @@ test_change_and_frame(void **state)
 }
 
 /* Runs the suite. */
+/* Ids of several accounts: a segment per account, each read alone; jmap_id_put keeps the others. */
+static void
+test_id_accounts(void **state)
+{
+	static const char accounts[] = "alice\0shared@example.com\0bob";
+	struct jmap_map m, back;
+	char id[512], id2[512];
+	size_t n;
+
+	(void)state;
+	jmap_map_init(&m);
+	put(&m, "Email", "7");
+	put(&m, "Mailbox", "7");
+	/* The first account's segment alone; the others have none yet. */
+	n = jmap_id_put(NULL, accounts, 3, "alice", &m, id, sizeof id);
+	assert_string_equal(id, "s1:alice;Email=7,Mailbox=7");
+	assert_int_equal(n, strlen(id));
+	jmap_map_init(&m);
+	put(&m, "Email", "40");
+	/* Segments follow the accounts' order, whichever came first. */
+	jmap_id_put(id, accounts, 3, "bob", &m, id2, sizeof id2);
+	assert_string_equal(id2, "s1:alice;Email=7,Mailbox=7/bob;Email=40");
+	jmap_map_init(&m);
+	jmap_id_put(id2, accounts, 3, "shared@example.com", &m, id, sizeof id);
+	assert_string_equal(id, "s1:alice;Email=7,Mailbox=7/shared@example.com;/bob;Email=40");
+	/* Replacing one segment keeps the others as they were. */
+	put(&m, "Email", "41");
+	jmap_id_put(id, accounts, 3, "bob", &m, id2, sizeof id2);
+	assert_string_equal(id2, "s1:alice;Email=7,Mailbox=7/shared@example.com;/bob;Email=41");
+	assert_int_equal(jmap_id_decode(id2, "alice", &back), 0);
+	assert_int_equal(back.n, 2);
+	assert_string_equal(jmap_map_get(&back, "Mailbox"), "7");
+	assert_int_equal(jmap_id_decode(id2, "shared@example.com", &back), 0);
+	assert_int_equal(back.n, 0);
+	assert_int_equal(jmap_id_decode(id2, "bob", &back), 0);
+	assert_string_equal(jmap_map_get(&back, "Email"), "41");
+	/* An account the id has no segment for, a prefix of one, malformed segments. */
+	assert_int_equal(jmap_id_decode(id2, "carol", &back), -1);
+	assert_int_equal(jmap_id_decode(id2, "bo", &back), -1);
+	assert_int_equal(jmap_id_decode("s1:alice;Email=7/", "alice", &back), -1);
+	assert_int_equal(jmap_id_decode("s1:alice;Email=7//bob;Email=1", "bob", &back), -1);
+	assert_int_equal(jmap_id_decode("s1:alice;Email=7/bob", "alice", &back), -1);
+	assert_int_equal(jmap_id_decode("s1:alice;Email=7/bob;Email=1,", "bob", &back), -1);
+	/* Too small a buffer: 0. */
+	assert_int_equal(jmap_id_put(id2, accounts, 3, "alice", &back, id, 20), 0);
+}
+
+/* A StateChange of several accounts: begin, one object per account, end. */
+static void
+test_change_accounts(void **state)
+{
+	struct jmap_map a, b;
+	char out[256];
+	size_t n;
+
+	(void)state;
+	jmap_map_init(&a);
+	put(&a, "Email", "8");
+	jmap_map_init(&b);
+	put(&b, "Mailbox", "3");
+	put(&b, "Email", "3");
+	n = jmap_change_begin(out, sizeof out);
+	n = jmap_change_add(out, sizeof out, n, true, "alice", &a);
+	n = jmap_change_add(out, sizeof out, n, false, "bob", &b);
+	n = jmap_change_end(out, sizeof out, n);
+	assert_string_equal(out, "{\"@type\":\"StateChange\",\"changed\":{\"alice\":{\"Email\":\"8\"},"
+	    "\"bob\":{\"Email\":\"3\",\"Mailbox\":\"3\"}}}");
+	assert_int_equal(n, strlen(out));
+	n = jmap_change_begin(out, 40);
+	assert_int_equal(jmap_change_add(out, 40, n, true, "alice", &a), 0);
+	assert_int_equal(jmap_change_end(out, sizeof out, 0), 0);
+}
+
 int
 main(void)
 {
@@ -196,6 +270,8 @@ main(void)
 		cmocka_unit_test(test_parse_json),
 		cmocka_unit_test(test_types),
 		cmocka_unit_test(test_change_and_frame),
+		cmocka_unit_test(test_id_accounts),
+		cmocka_unit_test(test_change_accounts),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
