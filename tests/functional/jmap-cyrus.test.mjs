@@ -7,7 +7,9 @@
 // nginx, fills its eventSourceUrl template and opens it with an EventSource (the
 // `eventsource` package) and the same Basic credentials. For an LMTP delivery, an IMAP
 // flag change, a move, a delete and a delivery into Junk, the state event's Email and
-// Mailbox states equal what Cyrus answers to Email/get and Mailbox/get right after.
+// Mailbox states equal what Cyrus answers to Email/get and Mailbox/get right after. A
+// folder carol shares with alice puts carol's account in alice's session: the same one
+// stream follows it, and a delivery there gives carol's account's states as JMAP answers.
 // Also: wrong or no credentials are 401, another user's account 403, and with the
 // upstream down a cached credential still streams while an unknown one gets 503.
 // Skipped (with the reason) when the Cyrus binaries are absent or we are not root.
@@ -44,20 +46,21 @@ function shippedJmapLines(sock) {
   return [...lines.values()].join('\n');
 }
 
-/** Email/get and Mailbox/get states of alice, as Cyrus's JMAP answers them. */
-async function cyrusStates(cy) {
-  const r = await jmapCall(cy, [['Email/get', { accountId: 'alice', ids: [] }, 'e'], ['Mailbox/get', { accountId: 'alice', ids: [] }, 'm']]);
+/** Email/get and Mailbox/get states of an account, as Cyrus's JMAP answers them to alice. */
+async function cyrusStates(cy, accountId = 'alice') {
+  const r = await jmapCall(cy, [['Email/get', { accountId, ids: [] }, 'e'], ['Mailbox/get', { accountId, ids: [] }, 'm']]);
   return { Email: r[0][1].state, Mailbox: r[1][1].state };
 }
 
-/** The full state a state event's id says the client has. */
-function idState(id) {
-  const m = /^s1:[^;]+;(.*)$/.exec(id || '');
-  assert.ok(m, `not a state id: ${id}`);
-  return Object.fromEntries(m[1].split(',').filter(Boolean).map((kv) => kv.split('=')));
+/** The full state of an account a state event's id says the client has (one segment per account). */
+function idState(id, account = 'alice') {
+  assert.ok((id || '').startsWith('s1:'), `not a state id: ${id}`);
+  const seg = id.slice(3).split('/').find((x) => x.startsWith(`${account};`));
+  assert.ok(seg !== undefined, `no state of ${account} in the id ${id}`);
+  return Object.fromEntries(seg.slice(account.length + 1).split(',').filter(Boolean).map((kv) => kv.split('=')));
 }
 
-test('JMAP push from a real Cyrus through nginx: delivery, flag, move, delete and Junk give the states JMAP answers', { skip: SKIP || false, timeout: 120000 }, async () => {
+test('JMAP push from a real Cyrus through nginx: delivery, flag, move, delete, Junk and a shared account give the states JMAP answers', { skip: SKIP || false, timeout: 120000 }, async () => {
   const cy = await makeCyrus(shippedJmapLines('@T@/run/notify.sock'));
   const redis = await startRedis(path.join(cy.T, 'redis.sock'));
   const broker = await startBroker(['--redis', redis.url, '--auth', 'upstream',
@@ -69,6 +72,12 @@ test('JMAP push from a real Cyrus through nginx: delivery, flag, move, delete an
   const nginx = await startNginx('jmap.conf', broker.port, cy.http);
   const admin = await imapLogin(cy.imap, 'admin');
   assert.ok((await imapCmd(admin, 'CREATE user/alice')).ok);
+  // carol (who never logs in) shares a folder with alice: alice's session then lists
+  // carol's account too, and alice's one stream follows both.
+  assert.ok((await imapCmd(admin, 'CREATE user/carol')).ok);
+  assert.ok((await imapCmd(admin, 'CREATE user/carol/Shared')).ok);
+  assert.ok((await imapCmd(admin, 'SETACL user/carol/Shared alice lrs')).ok, 'SETACL user/carol/Shared alice lrs');
+  assert.ok((await imapCmd(admin, 'SETACL user/carol/Shared anyone p')).ok, 'SETACL user/carol/Shared anyone p');
   await imapCmd(admin, 'LOGOUT');
   admin.close();
   const imap = await imapLogin(cy.imap, 'alice');
@@ -81,6 +90,7 @@ test('JMAP push from a real Cyrus through nginx: delivery, flag, move, delete an
     // The client's view: the session object through nginx, and its eventSourceUrl template.
     const session = await (await fetch(`${nginx.url}/jmap/`, { headers: { Authorization: basic('alice') } })).json();
     assert.ok(session.accounts.alice, JSON.stringify(session.accounts));
+    assert.ok(session.accounts.carol, `carol's shared account is not in alice's session: ${JSON.stringify(session.accounts)}`);
     const url = new URL(session.eventSourceUrl.replace('{types}', '*').replace('{closeafter}', 'no').replace('{ping}', '300'), nginx.url);
     assert.equal(url.pathname, '/jmap/eventsource/');
     const got = [];
@@ -90,7 +100,8 @@ test('JMAP push from a real Cyrus through nginx: delivery, flag, move, delete an
     es.addEventListener('state', (e) => got.push({ at: Date.now(), id: e.lastEventId, ...JSON.parse(e.data) }));
     await waitFor(() => es.readyState === EventSource.OPEN, 10000, 'the EventSource to open');
 
-    const step = async (what, action) => {
+    // One stream for both accounts: its ids hold a segment for each.
+    const step = async (what, action, account = 'alice') => {
       const before = got.length;
       const t0 = Date.now();
       await action();
@@ -98,15 +109,16 @@ test('JMAP push from a real Cyrus through nginx: delivery, flag, move, delete an
       // Wait for the state event(s) of this change; then they must match Cyrus's JMAP.
       let jmap;
       await waitFor(async () => {
-        if (got.length === before) return false;
-        jmap = await cyrusStates(cy);
-        const last = idState(got[got.length - 1].id);
+        if (!got.slice(before).some((e) => e.changed[account])) return false;
+        jmap = await cyrusStates(cy, account);
+        const last = idState(got[got.length - 1].id, account);
         return last.Email === jmap.Email && last.Mailbox === jmap.Mailbox;
-      }, 10000, `${what}: the state event to carry Email/get's and Mailbox/get's states`,
+      }, 10000, `${what}: the state event to carry Email/get's and Mailbox/get's states of ${account}`,
       () => `events ${JSON.stringify(got.slice(before))}, JMAP ${JSON.stringify(jmap)}`, 100);
       const first = got[before];
       assert.equal(first['@type'], 'StateChange');
-      assert.ok(first.changed.alice.Email, `${what}: the first event names no Email state: ${JSON.stringify(first)}`);
+      assert.deepEqual(Object.keys(first.changed), [account], `${what}: the first event names another account: ${JSON.stringify(first)}`);
+      assert.ok(first.changed[account].Email, `${what}: the first event names no Email state: ${JSON.stringify(first)}`);
       // The last event of the step is exactly what JMAP answers (checked by the wait); the
       // measured delay goes to the log, not into an assertion.
       console.log(`# ${what}: state event ${got[got.length - 1].at - acted} ms after the action ended (${acted - t0} ms), ${got.length - before} event(s)`);
@@ -128,6 +140,9 @@ test('JMAP push from a real Cyrus through nginx: delivery, flag, move, delete an
     assert.ok(junk.length >= 1);
     const inJunk = await imapCmd(imap, 'STATUS Junk (MESSAGES)');
     assert.match(inJunk.untagged.join('\n'), /MESSAGES 1/, 'the message did not land in Junk');
+    // A delivery into the folder carol shares reaches alice's stream as carol's account's states.
+    await step('LMTP delivery into the folder carol shares', () => lmtpDeliver(cy.lmtp, 'carol+Shared', 'shared'), 'carol');
+    assert.ok(got.every((e) => Object.keys(e.changed).length === 1), 'an event named both accounts');
 
     // Wrong credentials: 401 from the upstream is 401 here; none at all too.
     const bad = await http(nginx.port, '/jmap/eventsource/?types=*&closeafter=no&ping=0', { headers: { Authorization: `Basic ${Buffer.from('alice:wrong').toString('base64')}` } });
