@@ -22,6 +22,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "jmap.h"
 #include "log.h"
 #include "redis_url.h"
 
@@ -265,6 +266,66 @@ redis_bus_send_waits(void)
 	}
 }
 
+/* The merge script's reply: nothing waits for it, but an error is worth a line. */
+static void
+redis_bus_on_merged(redisAsyncContext *ac, void *reply, void *priv)
+{
+	redisReply *r = reply;
+
+	(void)ac;
+	(void)priv;
+	if (r != NULL && r->type == REDIS_REPLY_ERROR)
+		log_error("redis: jmap state merge: %s", r->str);
+}
+
+/* Whether a state is what the merge script compares: decimal, no leading zero. */
+static bool
+redis_bus_decimal(const char *s)
+{
+	size_t n = strspn(s, "0123456789");
+
+	return n > 0 && s[n] == '\0' && (s[0] != '0' || n == 1);
+}
+
+/*
+ * An HTTP publish of jmap-state: its states go into the account's hash first, with the
+ * pusher's merge script on the same connection (so it runs before the publish), and a
+ * reconnect to any broker is answered from them as from the pusher's. Only decimal
+ * states are kept there (the script compares decimals); the event goes out as given.
+ */
+static void
+redis_bus_merge_jmap(const struct redis_publish *j)
+{
+	const char *argv[5 + 2 * JMAP_TYPES_MAX];
+	size_t lens[5 + 2 * JMAP_TYPES_MAX];
+	char key[BUS_KEY_MAX];
+	struct jmap_map m;
+	int argc = 0, i;
+	unsigned k;
+
+	if (j->req.type == NULL || strcmp(j->req.type, JMAP_STATE_EVENT) != 0 ||
+	    jmap_map_parse_json(j->req.data, j->req.len, &m) == -1 ||
+	    bus_key(key, sizeof key, redis_link_prefix(), BUS_KEY_JMAP, j->req.channel) == 0)
+		return;
+	argv[argc++] = "EVALSHA";
+	argv[argc++] = redis_link_sha(j->shard, SCRIPT_JMAP_STATE);
+	argv[argc++] = "1";
+	argv[argc++] = key;
+	argv[argc++] = "0";
+	for (k = 0; k < m.n; k++) {
+		if (!redis_bus_decimal(m.e[k].state))
+			continue;
+		argv[argc++] = m.e[k].type;
+		argv[argc++] = m.e[k].state;
+	}
+	if (argc == 5)
+		return;
+	for (i = 0; i < argc; i++)
+		lens[i] = strlen(argv[i]);
+	if (redis_link_command_argv(j->shard, redis_bus_on_merged, NULL, argc, argv, lens) == -1)
+		log_warn("redis: channel %s: cannot send the jmap state merge", j->req.channel);
+}
+
 /* Sends one publish, or fails it at once while the link is down. */
 static void
 redis_bus_run_publish(struct redis_publish *j)
@@ -273,6 +334,8 @@ redis_bus_run_publish(struct redis_publish *j)
 	struct bus_message m = { j->req.channel, j->req.type, j->req.session,
 	    j->req.exclude_session, j->req.origin, j->req.data, j->req.len };
 
+	if (redis_link_up(j->shard))
+		redis_bus_merge_jmap(j);
 	if (!redis_link_up(j->shard) || bus_publish_args(&a, redis_link_sha(j->shard, SCRIPT_PUBLISH),
 	    redis_link_prefix(), opt(OPT_HISTORY_SIZE), opt(OPT_HISTORY_TTL), &m) == -1 ||
 	    redis_link_command_argv(j->shard, redis_bus_on_published, j, BUS_PUBLISH_ARGC, a.argv, a.lens) == -1) {

@@ -93,7 +93,7 @@ struct redis_chan {
 };
 
 /* redis_link.c */
-enum redis_script { SCRIPT_PUBLISH, SCRIPT_REPLAY, SCRIPT_COUNTS };
+enum redis_script { SCRIPT_PUBLISH, SCRIPT_REPLAY, SCRIPT_COUNTS, SCRIPT_JMAP_STATE };
 struct event_base;
 int redis_link_start(struct event_base *base, void (*up)(unsigned shard), void (*down)(unsigned shard));
 void redis_link_stop(void);

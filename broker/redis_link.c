@@ -21,12 +21,15 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "jmap_state.h"
 #include "log.h"
 #include "redis_conn.h"
 #include "redis_shard.h"
 #include "redis_url.h"
 
-static const char *const scripts[] = { bus_publish_script, bus_replay_script, bus_counts_script, NULL };
+/* In enum redis_script's order. */
+static const char *const scripts[] = { bus_publish_script, bus_replay_script, bus_counts_script,
+    jmap_state_script, NULL };
 
 /* One shard's link. */
 struct redis_shard {

@@ -357,6 +357,26 @@ test('Redis: a reconnect to another broker gets what differs from the state kept
   } finally { await stopAll([b1, b2], r, streams); }
 });
 
+test('Redis: an HTTP publish of jmap-state is kept in Redis as the pusher\'s are: a reconnect to another broker is answered from it', async () => {
+  const r = await startRedis();
+  const b1 = await startRedisBroker(r);
+  const b2 = await startRedisBroker(r);
+  const streams = [];
+  try {
+    const a = account('redis-http');
+    await feed(b1, a, { Email: '30', Mailbox: '30', Note: 'x7' });
+    // Decimal states are merged (the script compares decimals); others only go out.
+    assert.deepEqual(await redisCommand(r.target, 'HGETALL', `ssepush:j:${a}`), ['Email', '30', 'Mailbox', '30']);
+    await feed(b1, a, { Email: '29' });	// older: the stored state stays
+    await feed(b1, a, { Email: '31' });
+    assert.deepEqual(await redisCommand(r.target, 'HGETALL', `ssepush:j:${a}`), ['Email', '31', 'Mailbox', '30']);
+    const s = await jmap(b2, a, 'types=*&closeafter=state&ping=0', { 'Last-Event-ID': `s1:${a};Email=30,Mailbox=30` }, { subscribers: 0 });
+    streams.push(s);
+    await s.waitEnd(5000);
+    assert.deepEqual(changes(s), [{ id: `s1:${a};Email=31,Mailbox=30`, '@type': 'StateChange', changed: { [a]: { Email: '31' } } }]);
+  } finally { await stopAll([b1, b2], r, streams); }
+});
+
 /** A signed subscriber token (HS256) for the tests of several accounts. */
 const ACCT_SECRET = 'jmap-accounts-secret-0123456789abcdefghijklmnopqrstuvwxyz';
 function accountsToken(claims) {
