@@ -159,7 +159,10 @@ channel_ref(struct channel *ch)
 void
 channel_put(struct channel *ch)
 {
-	if (atomic_fetch_sub(&ch->refs, 1) == 1 && ch->unlisted)
+	/* Read while still held: once the count drops, the sweep may free a listed channel. */
+	bool unlisted = ch->unlisted;
+
+	if (atomic_fetch_sub(&ch->refs, 1) == 1 && unlisted)
 		channel_destroy(ch);
 }
 
