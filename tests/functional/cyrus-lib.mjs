@@ -3,8 +3,7 @@
 // own config dir, loopback ports picked per run, its own master in its own session
 // (master's SIGTERM signals its process group), users admin/alice/bob with password
 // "secret". Clients: line-oriented IMAP and LMTP, and JMAP over HTTP with Basic auth.
-// (pusher-cyrus.test.mjs predates this file and keeps its own copy of the IMAP/LMTP
-// helpers.)
+// Used by pusher-cyrus.test.mjs (no httpd) and jmap-cyrus.test.mjs (with it).
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -16,9 +15,9 @@ import { tempDir, runProcess, waitFor, sleep } from './lib.mjs';
 export const CYRUS_BIN = '/usr/lib/cyrus/bin';
 const masters = new Set();
 
-/** Why the JMAP end-to-end tests cannot run here, or null. */
-export function cyrusJmapSkipReason() {
-  for (const b of ['master', 'imapd', 'lmtpd', 'httpd']) {
+/** Why the Cyrus end-to-end tests cannot run here (http: they need httpd too), or null. */
+export function cyrusSkipReason({ http = true } = {}) {
+  for (const b of ['master', 'imapd', 'lmtpd', ...(http ? ['httpd'] : [])]) {
     if (!existsSync(`${CYRUS_BIN}/${b}`)) return `${CYRUS_BIN}/${b} not found (apt-get install cyrus-imapd cyrus-caldav sasl2-bin; make test-deps does it)`;
   }
   if (!existsSync('/usr/sbin/saslpasswd2')) return 'saslpasswd2 not found (apt-get install sasl2-bin)';
@@ -78,12 +77,14 @@ export async function imapCmd(c, cmd) {
   }
 }
 
-/** An IMAP session logged in as user. */
+/** An IMAP session logged in as user; c.session is the SESSIONID Cyrus names (or null). */
 export async function imapLogin(port, user) {
   const c = await lineClient(port);
   assert.match(await c.line(), /^\* OK/);
   const r = await imapCmd(c, `LOGIN ${user} secret`);
   assert.ok(r.ok, `LOGIN ${user}: ${r.tagged}`);
+  const m = /SESSIONID=<([^>]+)>/.exec(r.tagged);
+  c.session = m ? m[1] : null;
   return c;
 }
 
@@ -94,38 +95,56 @@ async function smtpReply(c) {
   }
 }
 
+let messageN = 0;
+/**
+ * One LMTP connection: deliver(rcpt, count, subject) sends count messages to rcpt (at
+ * localhost), each once lmtpd said 250 to the last; close() ends it.
+ */
+export async function lmtpSession(port) {
+  const c = await lineClient(port);
+  assert.match(await smtpReply(c), /^220/);
+  c.write('LHLO test.example\r\n');
+  assert.match(await smtpReply(c), /^250/);
+  return {
+    async deliver(rcpt, count = 1, subject = 'test') {
+      for (let i = 0; i < count; i++) {
+        const n = ++messageN;
+        c.write('MAIL FROM:<bob@localhost>\r\n');
+        assert.match(await smtpReply(c), /^250/);
+        c.write(`RCPT TO:<${rcpt}@localhost>\r\n`);
+        assert.match(await smtpReply(c), /^250/);
+        c.write('DATA\r\n');
+        assert.match(await smtpReply(c), /^354/);
+        c.write(`From: bob@localhost\r\nTo: ${rcpt}@localhost\r\nSubject: ${subject} ${n}\r\nMessage-ID: <m${n}.${Date.now()}@test>\r\n\r\nhello ${n}\r\n.\r\n`);
+        assert.match(await smtpReply(c), /^250/, `delivery ${n} to ${rcpt}`);
+      }
+    },
+    close() { c.write('QUIT\r\n'); c.close(); },
+  };
+}
+
 /** One LMTP delivery of a message to rcpt (at localhost); resolves once lmtpd said 250. */
 export async function lmtpDeliver(port, rcpt, subject = 'test') {
-  const c = await lineClient(port);
+  const l = await lmtpSession(port);
   try {
-    assert.match(await smtpReply(c), /^220/);
-    c.write('LHLO test.example\r\n');
-    assert.match(await smtpReply(c), /^250/);
-    c.write('MAIL FROM:<bob@localhost>\r\n');
-    assert.match(await smtpReply(c), /^250/);
-    c.write(`RCPT TO:<${rcpt}@localhost>\r\n`);
-    assert.match(await smtpReply(c), /^250/);
-    c.write('DATA\r\n');
-    assert.match(await smtpReply(c), /^354/);
-    c.write(`From: bob@localhost\r\nTo: ${rcpt}@localhost\r\nSubject: ${subject}\r\nMessage-ID: <m${Date.now()}.${Math.random()}@test>\r\n\r\nhello\r\n.\r\n`);
-    assert.match(await smtpReply(c), /^250/, `delivery to ${rcpt}`);
-    c.write('QUIT\r\n');
-  } finally { c.close(); }
+    await l.deliver(rcpt, 1, subject);
+  } finally { l.close(); }
 }
 
 /**
- * Builds a sandbox with imapd, lmtpd and httpd (JMAP), conversations on, and imapdLines
- * appended to imapd.conf (the event settings under test, notifysocket included: @T@
- * stands for the sandbox directory). Returns {T, imap, lmtp, http, notify}.
+ * Builds a sandbox with imapd, lmtpd and (http, the default) httpd for JMAP, and
+ * imapdLines appended to imapd.conf (the event settings under test, notifysocket and
+ * conversations included: @T@ stands for the sandbox directory, here and in services,
+ * extra cyrus.conf SERVICES lines). Returns {T, imap, lmtp, http (0 without), notify}.
  */
-export async function makeCyrus(imapdLines) {
+export async function makeCyrus(imapdLines, { http: withHttp = true, services = '' } = {}) {
   const T = tempDir();
   chmodSync(T, 0o755);
   for (const d of ['conf/db', 'conf/socket', 'conf/proc', 'conf/log', 'conf/lock', 'conf/quota', 'conf/user',
     'conf/sieve', 'spool', 'sieve', 'run/proc', 'run/lock']) mkdirSync(path.join(T, d), { recursive: true });
   const imap = await freeTcpPort();
   const lmtp = await freeTcpPort();
-  const http = await freeTcpPort();
+  const http = withHttp ? await freeTcpPort() : 0;
   const notify = path.join(T, 'run/notify.sock');
   writeFileSync(path.join(T, 'imapd.conf'), `configdirectory: ${T}/conf
 defaultpartition: default
@@ -136,7 +155,7 @@ mboxname_lockpath: ${T}/run/lock
 lmtpsocket: ${T}/run/lmtp.sock
 idlesocket: ${T}/run/idle.sock
 servername: localhost
-syslog_prefix: ssepushjmap
+syslog_prefix: ssepushtest
 altnamespace: yes
 unixhierarchysep: yes
 virtdomains: off
@@ -149,9 +168,7 @@ sasl_auxprop_plugin: sasldb
 sasl_sasldb_path: ${T}/sasldb2
 hashimapspool: false
 duplicatesuppression: 0
-httpallowcompress: no
-specialusealways: yes
-${imapdLines.replaceAll('@T@', T)}
+${withHttp ? 'httpallowcompress: no\nspecialusealways: yes\n' : ''}${imapdLines.replaceAll('@T@', T)}
 `);
   const C = `-C ${T}/imapd.conf`;
   writeFileSync(path.join(T, 'cyrus.conf'), `START {
@@ -160,7 +177,7 @@ ${imapdLines.replaceAll('@T@', T)}
 SERVICES {
   imap cmd="imapd ${C}" listen="127.0.0.1:${imap}" prefork=0
   lmtp cmd="lmtpd ${C} -a" listen="127.0.0.1:${lmtp}" prefork=0
-  http cmd="httpd ${C}" listen="127.0.0.1:${http}" prefork=0
+${withHttp ? `  http cmd="httpd ${C}" listen="127.0.0.1:${http}" prefork=0\n` : ''}${services.replaceAll('@T@', T)}
 }
 EVENTS {
 }
@@ -174,14 +191,14 @@ EVENTS {
   return { T, imap, lmtp, http, notify };
 }
 
-/** Starts master in its own session; waits until IMAP and HTTP accept. */
+/** Starts master in its own session; waits until IMAP (and HTTP, if it has it) accept. */
 export async function runMaster(cy) {
   const log = path.join(cy.T, 'master.log');
   const m = spawn(`${CYRUS_BIN}/master`, ['-C', `${cy.T}/imapd.conf`, '-M', `${cy.T}/cyrus.conf`,
     '-p', `${cy.T}/run/master.pid`, '-L', log], { detached: true, stdio: 'ignore' });
   const x = { child: m, log, exit: new Promise((r) => m.once('exit', r)) };
   masters.add(x);
-  for (const port of [cy.imap, cy.http]) {
+  for (const port of [cy.imap, cy.http].filter(Boolean)) {
     await waitFor(() => new Promise((resolve) => {
       const s = net.connect({ host: '127.0.0.1', port });
       s.once('connect', () => { s.destroy(); resolve(true); });

@@ -24,12 +24,12 @@ import { startBroker, killAll, waitFor, http, openStream } from './lib.mjs';
 import { startRedis, startPusher } from './pusher-lib.mjs';
 import { startNginx, NGINX } from './nginx-lib.mjs';
 import {
-  cyrusJmapSkipReason, makeCyrus, runMaster, stopMasters, imapLogin, imapCmd, lmtpDeliver,
+  cyrusSkipReason, makeCyrus, runMaster, stopMasters, imapLogin, imapCmd, lmtpDeliver,
   jmapGet, jmapCall, basic,
 } from './cyrus-lib.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const SKIP = cyrusJmapSkipReason() || (NGINX ? null : 'nginx not found (apt-get install nginx-light)');
+const SKIP = cyrusSkipReason() || (NGINX ? null : 'nginx not found (apt-get install nginx-light)');
 if (SKIP) console.log(`# skipping the JMAP Cyrus end-to-end test: ${SKIP}`);
 
 after(async () => { await stopMasters(); killAll(); });

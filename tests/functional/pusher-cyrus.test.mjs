@@ -1,234 +1,49 @@
 // End to end with a real Cyrus IMAP (Debian's cyrus-imapd), sandboxed as in
-// tests/fixtures/cyrus-notify/README.md: its own config dir, loopback ports picked per
-// run, its own master (in its own session: master's SIGTERM signals its process group).
+// tests/fixtures/cyrus-notify/README.md (cyrus-lib.mjs, here without httpd): its own
+// config dir, loopback ports picked per run, its own master (in its own session:
+// master's SIGTERM signals its process group).
 // Cyrus sends to the pusher, the pusher publishes through Redis, a broker delivers to
 // SSE subscribers. The imapd.conf event lines are taken from packaging/cyrus/imapd.conf.
 // Skipped (with the reason) when the Cyrus binaries are absent or we are not root.
 
-import { test, after, before } from 'node:test';
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync, chmodSync, mkdirSync } from 'node:fs';
-import net from 'node:net';
+import { existsSync, readFileSync, chmodSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  startBroker, tempDir, killAll, runProcess, waitFor, sleep,
-} from './lib.mjs';
+import { startBroker, tempDir, killAll, waitFor } from './lib.mjs';
 import {
   PUSHER, startRedis, startPusher, subscribePrimed, changes, changesBeforeMarker,
   BROKER_OPTS,
 } from './pusher-lib.mjs';
+import {
+  cyrusSkipReason, makeCyrus, runMaster, stopMaster, stopMasters, imapLogin, imapCmd, lmtpSession,
+} from './cyrus-lib.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const CYRUS_BIN = '/usr/lib/cyrus/bin';
-const masters = new Set();
-
-function skipReason() {
-  if (!existsSync(`${CYRUS_BIN}/master`) || !existsSync(`${CYRUS_BIN}/imapd`) || !existsSync(`${CYRUS_BIN}/lmtpd`)) {
-    return `Cyrus binaries not found in ${CYRUS_BIN} (apt-get install cyrus-imapd sasl2-bin; make test-deps does it)`;
-  }
-  if (!existsSync('/usr/sbin/saslpasswd2')) return 'saslpasswd2 not found (apt-get install sasl2-bin)';
-  if (process.getuid() !== 0) return 'needs root (the sandbox is chowned to the cyrus user)';
-  return null;
-}
-const SKIP = skipReason();
+const SKIP = cyrusSkipReason({ http: false });
 if (SKIP) console.log(`# skipping the Cyrus end-to-end tests: ${SKIP}`);
 
 after(async () => {
-  for (const m of masters) await stopMaster(m);
+  await stopMasters();
   killAll();
 });
 
-/** A free loopback TCP port (closed again at once). */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => { const { port } = srv.address(); srv.close(() => resolve(port)); });
-  });
-}
-
-/** A line-oriented text client over TCP (IMAP and LMTP both fit). */
-async function lineClient(port) {
-  const sock = net.connect({ host: '127.0.0.1', port });
-  let buf = '';
-  const lines = [];
-  let waiter = null;
-  sock.setEncoding('latin1');
-  sock.on('data', (d) => {
-    buf += d;
-    let i;
-    while ((i = buf.indexOf('\r\n')) >= 0) { lines.push(buf.slice(0, i)); buf = buf.slice(i + 2); }
-    if (waiter) waiter();
-  });
-  sock.on('error', () => { if (waiter) waiter(); });
-  await new Promise((r, j) => { sock.once('connect', r); sock.once('error', j); });
-  const c = {
-    write: (t) => sock.write(t),
-    /** Next line, waiting up to ms. */
-    line: async (ms = 10000) => {
-      const end = Date.now() + ms;
-      while (lines.length === 0) {
-        if (Date.now() > end || sock.destroyed) throw new Error(`no line from port ${port} within ${ms} ms`);
-        await new Promise((r) => { waiter = r; setTimeout(r, 50); });
-        waiter = null;
-      }
-      return lines.shift();
-    },
-    close: () => sock.destroy(),
-  };
-  return c;
-}
-
-/** IMAP: sends "tag cmd", returns {ok, tagged, untagged}. */
-let tagN = 0;
-async function imapCmd(c, cmd) {
-  const tag = `t${++tagN}`;
-  c.write(`${tag} ${cmd}\r\n`);
-  const untagged = [];
-  for (;;) {
-    const l = await c.line();
-    if (l.startsWith(`${tag} `)) return { ok: l.startsWith(`${tag} OK`), tagged: l, untagged };
-    untagged.push(l);
-  }
-}
-
-async function imapLogin(port, user) {
-  const c = await lineClient(port);
-  assert.match(await c.line(), /^\* OK/);
-  const r = await imapCmd(c, `LOGIN ${user} secret`);
-  assert.ok(r.ok, `LOGIN ${user}: ${r.tagged}`);
-  const m = /SESSIONID=<([^>]+)>/.exec(r.tagged);
-  return { c, session: m ? m[1] : null };
-}
-
-/** Reads one LMTP/SMTP reply (multi-line: "250-..."); returns its last line. */
-async function smtpReply(c) {
-  for (;;) {
-    const l = await c.line();
-    if (/^\d{3} /.test(l)) return l;
-  }
-}
-
-/** One LMTP connection; deliver(rcpt, n) sends n messages; returns a closer. */
-async function lmtp(port) {
-  const c = await lineClient(port);
-  assert.match(await smtpReply(c), /^220/);
-  c.write('LHLO test.example\r\n');
-  assert.match(await smtpReply(c), /^250/);
-  let n = 0;
-  return {
-    async deliver(rcpt, count = 1) {
-      for (let i = 0; i < count; i++) {
-        n++;
-        c.write('MAIL FROM:<bob@localhost>\r\n');
-        assert.match(await smtpReply(c), /^250/);
-        c.write(`RCPT TO:<${rcpt}@localhost>\r\n`);
-        assert.match(await smtpReply(c), /^250/);
-        c.write('DATA\r\n');
-        assert.match(await smtpReply(c), /^354/);
-        c.write(`From: bob@localhost\r\nTo: ${rcpt}@localhost\r\nSubject: test ${n}\r\nMessage-ID: <m${n}.${Date.now()}@test>\r\n\r\nhello ${n}\r\n.\r\n`);
-        assert.match(await smtpReply(c), /^250/, `delivery ${n} to ${rcpt}`);
-      }
-    },
-    close() { c.write('QUIT\r\n'); c.close(); },
-  };
-}
-
-/** The event lines of the shipped imapd.conf snippet, with notifysocket pointed at sock. */
-function shippedEventLines(sock) {
+/** The event lines of the shipped imapd.conf snippet, with notifysocket in the sandbox. */
+function shippedEventLines() {
   const text = readFileSync(path.resolve(here, '../../packaging/cyrus/imapd.conf'), 'utf8');
   const lines = text.split('\n').filter((l) => /^(event_\w+|notifysocket):/.test(l));
   assert.ok(lines.some((l) => l.startsWith('event_extra_params:') && l.includes('vnd.cmu.sessionId')));
-  return lines.map((l) => (l.startsWith('notifysocket:') ? `notifysocket: ${sock}` : l)).join('\n');
+  return lines.map((l) => (l.startsWith('notifysocket:') ? 'notifysocket: @T@/run/notify.sock' : l)).join('\n');
 }
 
-/**
- * Builds the sandbox (config, users admin/alice/bob, ownership) in a fresh directory and
- * starts master. services: extra cyrus.conf SERVICES lines. Returns {T, imap, lmtp, notify, master}.
- */
-async function startCyrus(extraServices = '') {
-  const T = tempDir();
-  chmodSync(T, 0o755);			// the cyrus user must traverse it
-  for (const d of ['conf/db', 'conf/socket', 'conf/proc', 'conf/log', 'conf/lock', 'conf/quota', 'conf/user',
-    'conf/sieve', 'spool', 'sieve', 'run/proc', 'run/lock']) mkdirSync(path.join(T, d), { recursive: true });
-  const imap = await freePort();
-  const lmtpPort = await freePort();
-  const notify = path.join(T, 'run/notify.sock');
-  writeFileSync(path.join(T, 'imapd.conf'), `configdirectory: ${T}/conf
-defaultpartition: default
-partition-default: ${T}/spool
-sievedir: ${T}/sieve
-proc_path: ${T}/run/proc
-mboxname_lockpath: ${T}/run/lock
-lmtpsocket: ${T}/run/lmtp.sock
-idlesocket: ${T}/run/idle.sock
-servername: localhost
-syslog_prefix: ssepushtest
-altnamespace: yes
-unixhierarchysep: yes
-virtdomains: off
-lmtp_downcase_rcpt: yes
-admins: admin
-allowplaintext: yes
-sasl_mech_list: PLAIN LOGIN
-sasl_pwcheck_method: auxprop
-sasl_auxprop_plugin: sasldb
-sasl_sasldb_path: ${T}/sasldb2
-hashimapspool: false
-conversations: no
-duplicatesuppression: 0
-${shippedEventLines(notify)}
-`);
-  const C = `-C ${T}/imapd.conf`;
-  writeFileSync(path.join(T, 'cyrus.conf'), `START {
-  recover cmd="ctl_cyrusdb ${C} -r"
-}
-SERVICES {
-  imap cmd="imapd ${C}" listen="127.0.0.1:${imap}" prefork=0
-  lmtp cmd="lmtpd ${C} -a" listen="127.0.0.1:${lmtpPort}" prefork=0
-${extraServices.replaceAll('@T@', T)}
-}
-EVENTS {
-}
-`);
-  for (const u of ['admin', 'alice', 'bob']) {
-    const r = await runProcess('/usr/sbin/saslpasswd2', ['-p', '-c', '-f', `${T}/sasldb2`, '-u', 'localhost', u], 10000, 'secret');
-    assert.equal(r.code, 0, `saslpasswd2 ${u}: ${r.stderr}`);
-  }
-  const r = await runProcess('chown', ['-R', 'cyrus:mail', T]);
-  assert.equal(r.code, 0, r.stderr);
-  return { T, imap, lmtp: lmtpPort, notify };
-}
-
-/** Starts master in its own session and waits until IMAP accepts. */
-async function runMaster(cy) {
-  const log = path.join(cy.T, 'master.log');
-  const m = spawn(`${CYRUS_BIN}/master`, ['-C', `${cy.T}/imapd.conf`, '-M', `${cy.T}/cyrus.conf`,
-    '-p', `${cy.T}/run/master.pid`, '-L', log], { detached: true, stdio: 'ignore' });
-  const x = { child: m, log, exit: new Promise((r) => m.once('exit', r)) };
-  masters.add(x);
-  await waitFor(() => new Promise((resolve) => {
-    const s = net.connect({ host: '127.0.0.1', port: cy.imap });
-    s.once('connect', () => { s.destroy(); resolve(true); });
-    s.once('error', () => resolve(false));
-  }), 15000, 'Cyrus IMAP to accept', () => (existsSync(log) ? readFileSync(log, 'utf8') : ''), 50);
-  return x;
-}
-
-async function stopMaster(x) {
-  if (!masters.has(x)) return;
-  masters.delete(x);
-  if (x.child.exitCode === null && x.child.signalCode === null) {
-    try { process.kill(x.child.pid, 'SIGTERM'); } catch { /* gone */ }
-    const r = await Promise.race([x.exit, sleep(10000).then(() => 'timeout')]);
-    if (r === 'timeout') try { process.kill(x.child.pid, 'SIGKILL'); } catch { /* gone */ }
-  }
+/** The sandbox (cyrus-lib.mjs) with the shipped event lines, no httpd; services: extra cyrus.conf lines. */
+function startCyrus(services = '') {
+  return makeCyrus(`conversations: no\n${shippedEventLines()}`, { http: false, services });
 }
 
 async function adminCreate(port, boxes) {
-  const { c } = await imapLogin(port, 'admin');
+  const c = await imapLogin(port, 'admin');
   for (const b of boxes) assert.ok((await imapCmd(c, `CREATE ${b}`)).ok, `CREATE ${b}`);
   await imapCmd(c, 'LOGOUT');
   c.close();
@@ -250,7 +65,7 @@ test('Cyrus end to end: LMTP delivery, skip-own-session, a 500-delivery burst wi
   // 1. An LMTP delivery reaches alice's subscriber within a second, naming the inbox; bob gets nothing.
   const alice = await subscribePrimed(broker, 'alice');
   const bob = await subscribePrimed(broker, 'bob');
-  const l = await lmtp(cy.lmtp);
+  const l = await lmtpSession(cy.lmtp);
   await l.deliver('alice');
   const delivered = Date.now();
   await alice.waitFor((x) => changes(x).length >= 1, 5000, 'alice\'s change after LMTP');
@@ -264,7 +79,8 @@ test('Cyrus end to end: LMTP delivery, skip-own-session, a 500-delivery burst wi
   assert.deepEqual(await changesBeforeMarker(broker, bob, 'bob'), []);
 
   // 2. A flag change over IMAP: not sent to the session that made it, sent to another.
-  const { c: ic, session } = await imapLogin(cy.imap, 'alice');
+  const ic = await imapLogin(cy.imap, 'alice');
+  const { session } = ic;
   assert.ok(session, 'LOGIN reply carries SESSIONID=<...>');
   const own = await subscribePrimed(broker, 'alice', `?origin=${encodeURIComponent(session)}`);
   const other = await subscribePrimed(broker, 'alice', '?origin=webmail-session-that-did-nothing');
@@ -320,7 +136,7 @@ test('Cyrus master starts the pusher as its notify service (cyrus.conf line, soc
     10000, 'the pusher started by master', () => readFileSync(master.log, 'utf8'));
   await adminCreate(cy.imap, ['user/alice']);
   const alice = await subscribePrimed(broker, 'alice');
-  const l = await lmtp(cy.lmtp);
+  const l = await lmtpSession(cy.lmtp);
   await l.deliver('alice');
   l.close();
   await alice.waitFor((x) => changes(x).some((c) => c.events.includes('MessageNew')), 5000, 'the change via master\'s pusher');
