@@ -1,9 +1,10 @@
 /*
  * GET <jmap_eventsource_path> (default /jmap/eventsource/): the JMAP push endpoint of
- * RFC 8620 section 7.3. Reads types, closeafter and ping, finds the account (the
- * channel is the account id) and checks the credentials for it, then opens an ordinary
- * stream on the account's channel carrying a jmap_sub (jmap_stream.c), through
- * subscribe.c like /events/. Under auth upstream the credentials go to the JMAP
+ * RFC 8620 section 7.3. Reads types, closeafter and ping, finds the accounts (a channel
+ * is an account id: every account the credentials reach, or ?account= alone) and checks
+ * the credentials for each, then opens a stream carrying a jmap_sub (jmap_stream.c)
+ * through subscribe.c like /events/: an ordinary one on the account's channel, or, for
+ * several accounts, one fed by a leg on each account's channel (stream.h). Under auth upstream the credentials go to the JMAP
  * server (upstream.c) and the request waits, suspended, for its answer.
  */
 #include "broker.h"
