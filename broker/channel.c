@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "broker.h"
+#include "fnv.h"
 
 #define CHANNEL_TABLE_MIN 1024
 
@@ -21,14 +22,7 @@ static uint64_t (*channel_floor)(void);	/* set once at start-up */
 static uint64_t
 channel_hash(const char *s, size_t len)
 {
-	uint64_t h = 1469598103934665603ULL;
-	size_t i;
-
-	for (i = 0; i < len; i++) {
-		h ^= (unsigned char)s[i];
-		h *= 1099511628211ULL;
-	}
-	return h;
+	return fnv1a(s, len);
 }
 
 /* Allocates the first bucket array. */

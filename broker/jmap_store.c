@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "broker.h"
+#include "fnv.h"
 #include "log.h"
 
 #define JMAP_STORE_BUCKETS 4096
@@ -31,11 +32,7 @@ static size_t stored_count;
 static unsigned
 jmap_store_hash(const char *s)
 {
-	uint32_t h = 2166136261u;
-
-	for (; *s != '\0'; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
-	return h % JMAP_STORE_BUCKETS;
+	return (unsigned)(fnv1a(s, strlen(s)) % JMAP_STORE_BUCKETS);
 }
 
 /* The entry of an account, made if create (NULL when full or on ENOMEM); store_lock held. */

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fnv.h"
 #include "log.h"
 
 #define STORE_BUCKETS 4096
@@ -38,11 +39,7 @@ static unsigned max_per_channel;
 static size_t
 store_hash(const char *s)
 {
-	uint32_t h = 2166136261u;
-
-	for (; *s != '\0'; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
-	return h % STORE_BUCKETS;
+	return (size_t)(fnv1a(s, strlen(s)) % STORE_BUCKETS);
 }
 
 /* The channel's entry, or NULL (sender thread, or under table_lock). */

@@ -1,21 +1,13 @@
 /* The channel-to-shard mapping (jump consistent hash over FNV-1a), for both daemons. */
 #include "redis_shard.h"
 
-#define FNV64_OFFSET UINT64_C(0xcbf29ce484222325)
-#define FNV64_PRIME UINT64_C(0x100000001b3)
+#include "fnv.h"
 
-/* FNV-1a: simple, stable across platforms and versions, good enough spread for names. */
+/* FNV-1a (fnv.h): stable across platforms and versions, so the mapping never moves. */
 uint64_t
 redis_shard_hash(const char *s, size_t len)
 {
-	uint64_t h = FNV64_OFFSET;
-	size_t i;
-
-	for (i = 0; i < len; i++) {
-		h ^= (unsigned char)s[i];
-		h *= FNV64_PRIME;
-	}
-	return h;
+	return fnv1a(s, len);
 }
 
 /*

@@ -13,6 +13,8 @@
 
 #include <jansson.h>
 
+#include "fnv.h"
+
 _Static_assert(NOTIFY_ID_MAX == NAMES_ID_MAX, "a Cyrus session id must fit an origin id");
 _Static_assert(COALESCE_KINDS_MAX <= 64, "kinds are bits of a uint64_t");
 
@@ -71,13 +73,7 @@ coalesce_fail(struct coalesce *c, const char *reason)
 static size_t
 coalesce_hash(const char *s)
 {
-	uint64_t h = 1469598103934665603ULL;
-
-	for (; *s != '\0'; s++) {
-		h ^= (unsigned char)*s;
-		h *= 1099511628211ULL;
-	}
-	return (size_t)h;
+	return (size_t)fnv1a(s, strlen(s));
 }
 
 /* True when c is allowed in the literal parts of a channel_format. */

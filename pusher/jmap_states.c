@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "coalesce.h"
+#include "fnv.h"
 
 #define JMAP_BUCKETS 1024
 
@@ -131,11 +132,7 @@ jmap_states_json(const struct jmap_states *st, char *out, size_t outlen)
 static unsigned
 jmap_hash(const char *s)
 {
-	uint32_t h = 2166136261u;
-
-	for (; *s != '\0'; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
-	return h % JMAP_BUCKETS;
+	return (unsigned)(fnv1a(s, strlen(s)) % JMAP_BUCKETS);
 }
 
 /* A new table. */

@@ -9,9 +9,9 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { startBroker, tempDir, killAll, waitFor, redisCommand } from './lib.mjs';
+import { killAll, redisCommand } from './lib.mjs';
 import {
-  sendDatagrams, startRedis, startPusher, subscribePrimed, BROKER_OPTS,
+  sendDatagrams, subscribePrimed, startStack,
 } from './pusher-lib.mjs';
 
 after(killAll);
@@ -35,16 +35,10 @@ function modseq(email, quota = email) {
   return Buffer.from([d.method, d.class, '', '', '', '0', JSON.stringify(d.message), ''].join('\0'), 'utf8');
 }
 
+/** The stack of pusher-lib.mjs, with the JMAP state updates on unless pusherArgs says otherwise. */
 async function stack(pusherArgs = ['--jmap_states', 'on']) {
-  const dir = tempDir();
-  const redis = await startRedis(path.join(dir, 'redis.sock'));
-  const broker = await startBroker(['--redis', redis.url], BROKER_OPTS);
-  await waitFor(async () => (await fetch(`${broker.url}/healthz`)).status === 200, 5000, 'broker /healthz 200');
-  const sock = path.join(dir, 'notify');
-  const pusher = await startPusher(['--notify_socket', sock, '--redis', redis.url, '--coalesce_ms', '200', ...pusherArgs]);
-  await pusher.waitLog(/redis: connected/);
-  const target = { sock: redis.sock };
-  return { redis, broker, pusher, sock, target, stop: async () => { await pusher.stop(); await broker.stop(); await redis.stop(); } };
+  const s = await startStack(pusherArgs);
+  return { ...s, target: { sock: s.redis.sock } };
 }
 
 const states = (s) => s.events().filter((f) => f.event === 'jmap-state').map((f) => JSON.parse(f.data));

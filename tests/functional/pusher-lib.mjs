@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import {
   spawnProcess, runProcess, waitFor, sanitizerReport, subscribe, waitPreamble, publishOk,
-  START_TIMEOUT, STOP_TIMEOUT, WAIT,
+  startBroker, tempDir, START_TIMEOUT, STOP_TIMEOUT, WAIT,
 } from './lib.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -121,6 +121,24 @@ export async function startPusher(args) {
     return p.stderr();
   };
   return x;
+}
+
+/**
+ * Redis, a broker on it and a pusher on it (coalesce_ms 200, then pusherArgs), in one
+ * private directory; the pusher's datagram socket is `sock`. stop() stops all three.
+ */
+export async function startStack(pusherArgs = []) {
+  const dir = tempDir();
+  const redis = await startRedis(path.join(dir, 'redis.sock'));
+  const broker = await startBroker(['--redis', redis.url], BROKER_OPTS);
+  await waitFor(async () => (await fetch(`${broker.url}/healthz`)).status === 200, 5000, 'broker /healthz 200');
+  const sock = path.join(dir, 'notify');
+  const pusher = await startPusher(['--notify_socket', sock, '--redis', redis.url, '--coalesce_ms', '200', ...pusherArgs]);
+  await pusher.waitLog(/redis: connected/);
+  return {
+    dir, redis, broker, pusher, sock,
+    stop: async () => { await pusher.stop(); await broker.stop(); await redis.stop(); },
+  };
 }
 
 /**

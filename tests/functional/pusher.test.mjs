@@ -8,36 +8,17 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { existsSync } from 'node:fs';
 import {
-  startBroker, tempDir, killAll, runProcess, writeConfig, waitFor, sleep,
+  tempDir, killAll, runProcess, writeConfig, sleep,
 } from './lib.mjs';
 import {
   PUSHER, fixture, fixtures, mailDatagram, eventJson, sendDatagrams, startRedis, startPusher,
-  subscribePrimed, changes, changesBeforeMarker,
-  BROKER_OPTS,
+  subscribePrimed, changes, changesBeforeMarker, startStack,
 } from './pusher-lib.mjs';
 
 after(killAll);
 
-/** Redis, a broker on it and a pusher on it, in one private directory. */
-async function stack(pusherArgs = []) {
-  const dir = tempDir();
-  const redis = await startRedis(path.join(dir, 'redis.sock'));
-  const broker = await startBroker(['--redis', redis.url], BROKER_OPTS);
-  await waitFor(async () => (await fetch(`${broker.url}/healthz`)).status === 200, 5000, 'broker /healthz 200');
-  const sock = path.join(dir, 'notify');
-  const pusher = await startPusher(['--notify_socket', sock, '--redis', redis.url, '--coalesce_ms', '200', ...pusherArgs]);
-  await pusher.waitLog(/redis: connected/);
-  return { dir, redis, broker, pusher, sock };
-}
-
-async function teardown(s) {
-  await s.pusher.stop();
-  await s.broker.stop();
-  await s.redis.stop();
-}
-
 test('an LMTP delivery burst becomes one change event on the owner\'s channel, none elsewhere', async () => {
-  const s = await stack();
+  const s = await startStack();
   const alice = await subscribePrimed(s.broker, 'alice');
   const bob = await subscribePrimed(s.broker, 'bob');
   // rich/004-006: MailboxModseq, MessageNew, MAIL for alice's INBOX (one LMTP delivery).
@@ -58,11 +39,11 @@ test('an LMTP delivery burst becomes one change event on the owner\'s channel, n
   assert.equal(st.published, 1);
   assert.equal(st.queue_depth, 0);
   assert.equal(st.redis, 'up');
-  await teardown(s);
+  await s.stop();
 });
 
 test('the whole rich capture: one change per owner, origin only when one session did it all', async () => {
-  const s = await stack(['--coalesce_ms', '300']);
+  const s = await startStack(['--coalesce_ms', '300']);
   const streams = {};
   for (const u of ['alice', 'bob', 'john.doe']) streams[u] = await subscribePrimed(s.broker, u);
   await sendDatagrams(s.sock, fixtures('rich'));
@@ -75,11 +56,11 @@ test('the whole rich capture: one change per owner, origin only when one session
   const st = await s.pusher.waitStats((x) => x.windows_open === 0 && x.queue_depth === 0);
   assert.equal(st.datagrams, fixtures('rich').length);
   assert.equal(st.parse_errors, 0);
-  await teardown(s);
+  await s.stop();
 });
 
 test('origin: the session that made the change is skipped, another session of the user is not', async () => {
-  const s = await stack();
+  const s = await startStack();
   // rich/012-013: alice STORE +FLAGS (\Seen) from one IMAP session.
   const bufs = ['012-MessageRead.bin', '013-MailboxModseq.bin'].map((f) => fixture('rich', f));
   const sid = eventJson(bufs[0])['vnd.cmu.sessionId'];
@@ -90,11 +71,11 @@ test('origin: the session that made the change is skipped, another session of th
   await other.waitFor((x) => changes(x).length >= 1, 5000, 'the change at the other session');
   assert.equal(changes(other)[0].origin, sid);
   assert.deepEqual(await changesBeforeMarker(s.broker, own, 'alice'), [], 'the originating session got its own change');
-  await teardown(s);
+  await s.stop();
 });
 
 test('malformed datagrams are counted and logged escaped; the daemon keeps going', async () => {
-  const s = await stack(['--coalesce_ms', '50']);
+  const s = await startStack(['--coalesce_ms', '50']);
   const alice = await subscribePrimed(s.broker, 'alice');
   const good = fixture('rich', '005-MessageNew.bin');
   const bad = [
@@ -113,11 +94,11 @@ test('malformed datagrams are counted and logged escaped; the daemon keeps going
   const log = s.pusher.stderr();
   assert.match(log, /malformed datagram \(19 bytes, 1 in all, 0 such lines suppressed\): .*"no nul at all\\x01\\x1b\[31m"/);
   assert.ok(!/\x1b/.test(log), 'a raw control byte reached the log');
-  await teardown(s);
+  await s.stop();
 });
 
 test('Redis away: change events wait in the queue and are delivered when it is back', async () => {
-  const s = await stack(['--coalesce_ms', '50']);
+  const s = await startStack(['--coalesce_ms', '50']);
   const alice = await subscribePrimed(s.broker, 'alice');
   await s.redis.stop();
   await s.pusher.waitLog(/redis: down/);
@@ -149,7 +130,7 @@ test('queue bound: changes beyond queue_max are dropped, counted and logged; the
 });
 
 test('SIGTERM publishes the open windows before exiting', async () => {
-  const s = await stack(['--coalesce_ms', '60000']);
+  const s = await startStack(['--coalesce_ms', '60000']);
   const alice = await subscribePrimed(s.broker, 'alice');
   await sendDatagrams(s.sock, [mailDatagram('alice')]);
   await s.pusher.waitStats((x) => x.windows_open === 1);

@@ -17,14 +17,25 @@ import { vapidKeyFile, webpushArgs, startDecryptingService, registerOk, register
 /** Ids of the events a subscription's messages carried, in arrival order. */
 const ids = (got) => got.map((m) => JSON.parse(m.plaintext).id);
 
-test('two brokers on one Redis: registrations shared, each event sent once, pusher-style publishes too', async () => {
+/**
+ * Redis, a decrypting push service, and two brokers on both with web push (registrations
+ * in Redis); runs fn({ r, dec, a, b }), then stops them all.
+ */
+async function withTwoBrokers(fn) {
   const r = await startRedis();
   const dec = await startDecryptingService();
-  const key = await vapidKeyFile();
-  const args = webpushArgs(key, [dec.origin], { webpush_store: undefined });
+  const args = webpushArgs(await vapidKeyFile(), [dec.origin], { webpush_store: undefined });
   const a = await startRedisBroker(r, args);
   const b = await startRedisBroker(r, args);
   try {
+    await fn({ r, dec, a, b });
+  } finally {
+    try { await stopAll([a, b], r); } finally { await dec.close(); }
+  }
+}
+
+test('two brokers on one Redis: registrations shared, each event sent once, pusher-style publishes too', async () => {
+  await withTwoBrokers(async ({ r, dec, a, b }) => {
     await a.waitLog(/webpush: redis connected/);
     await b.waitLog(/webpush: redis connected/);
     const id = await registerOk(a, 'alice', dec.subscription('r1'));
@@ -57,19 +68,11 @@ test('two brokers on one Redis: registrations shared, each event sent once, push
     for (let i = 0; i < 3; i++) await registerOk(i % 2 ? a : b, 'full', dec.subscription(`f${i}`));
     const over = await fetch(`${a.url}/webpush/full`, { method: 'POST', body: JSON.stringify(dec.subscription('f9')) });
     assert.equal(over.status, 201, 'under the default limit of 20');
-  } finally {
-    try { await stopAll([a, b], r); } finally { await dec.close(); }
-  }
+  });
 });
 
 test('webpush_when offline: a stream on the other broker counts', async () => {
-  const r = await startRedis();
-  const dec = await startDecryptingService();
-  const key = await vapidKeyFile();
-  const args = webpushArgs(key, [dec.origin], { webpush_store: undefined });
-  const a = await startRedisBroker(r, args);
-  const b = await startRedisBroker(r, args);
-  try {
+  await withTwoBrokers(async ({ r, dec, a, b }) => {
     await a.waitLog(/webpush: redis connected/);
     await registerOk(a, 'bob', dec.subscription('o1'));
     const s = await subscribeReady(b, 'bob');
@@ -81,18 +84,11 @@ test('webpush_when offline: a stream on the other broker counts', async () => {
     const p = await publishOk(a, 'bob', 'offline');
     await until(() => dec.received('o1').length === 1, 'the offline event');
     assert.deepEqual(ids(dec.received('o1')), [p.id]);
-  } finally {
-    try { await stopAll([a, b], r); } finally { await dec.close(); }
-  }
+  });
 });
 
 test('webpush_when offline per session across brokers: a stream of session s1 on one broker keeps s1 quiet, not s2', async () => {
-  const r = await startRedis();
-  const dec = await startDecryptingService();
-  const args = webpushArgs(await vapidKeyFile(), [dec.origin], { webpush_store: undefined });
-  const a = await startRedisBroker(r, args);
-  const b = await startRedisBroker(r, args);
-  try {
+  await withTwoBrokers(async ({ r, dec, a, b }) => {
     await a.waitLog(/webpush: redis connected/);
     await registerOk(a, 'gina', dec.subscription('g1'), { session: 's1' });
     await registerOk(a, 'gina', dec.subscription('g2'), { session: 's2' });
@@ -107,9 +103,7 @@ test('webpush_when offline per session across brokers: a stream of session s1 on
     await until(() => dec.received('g1').length === 1 && dec.received('g2').length === 2, 'the offline event on both');
     assert.deepEqual(ids(dec.received('g1')), [p2.id]);
     assert.deepEqual(ids(dec.received('g2')), [p1.id, p2.id]);
-  } finally {
-    try { await stopAll([a, b], r); } finally { await dec.close(); }
-  }
+  });
 });
 
 test('two shards: registrations live on their channel\'s shard, each shard\'s queue is read, every event sent once', async () => {
