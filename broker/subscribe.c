@@ -249,6 +249,23 @@ subscribe_resumed(struct MHD_Connection *conn, struct stream *s)
 	return subscribe_respond(s);
 }
 
+/*
+ * An attached stream becomes the request's: watched for hang-ups, then joined (with
+ * its replay when remote). From here the request-completed callback ends the stream
+ * (subscribe_completed).
+ */
+static enum MHD_Result
+subscribe_go(struct stream *s, void **req_cls, const char *last_id, bool remote)
+{
+	*req_cls = s;
+	if (watcher_watch(s) == -1) {
+		s->join_status = -2;	/* never reaped if its client hung up: refuse it */
+		return subscribe_respond(s);
+	}
+	subscribe_keepalive(s->fd);
+	return subscribe_join(s, last_id, remote);
+}
+
 /* Drops a stream that never got attached, with its refusal for a while. */
 static enum MHD_Result
 subscribe_refuse(struct stream *s, unsigned status, enum refuse_reason reason, const char *why,
@@ -311,14 +328,7 @@ subscribe_open(struct MHD_Connection *conn, const char *version, const char *nam
 	if ((pos = stream_attach(s, ch, last_id)) == STREAM_FULL)
 		return subscribe_refuse(s, MHD_HTTP_TOO_MANY_REQUESTS, REFUSE_SUBSCRIBERS,
 		    "too many subscribers on this channel", conn);
-	*req_cls = s;
-	/* From here the request-completed callback ends the stream (subscribe_completed). */
-	if (watcher_watch(s) == -1) {
-		s->join_status = -2;	/* never reaped if its client hung up: refuse it */
-		return subscribe_respond(s);
-	}
-	subscribe_keepalive(s->fd);
-	return subscribe_join(s, last_id, pos == STREAM_REMOTE);
+	return subscribe_go(s, req_cls, last_id, pos == STREAM_REMOTE);
 }
 
 /* Unlinks a JMAP stream's legs from their channels and the bus and drops the request's references. */
@@ -398,14 +408,7 @@ subscribe_open_accounts(struct MHD_Connection *conn, struct stream_opts *o, void
 		stream_unref(s);	/* the legs' references go as the watcher frees them */
 		return subscribe_refuse_for_now(conn, status, reason, why);
 	}
-	*req_cls = s;
-	/* From here the request-completed callback ends the stream (subscribe_completed). */
-	if (watcher_watch(s) == -1) {
-		s->join_status = -2;
-		return subscribe_respond(s);
-	}
-	subscribe_keepalive(s->fd);
-	return subscribe_join(s, NULL, false);
+	return subscribe_go(s, req_cls, NULL, false);
 }
 
 /*
