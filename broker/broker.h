@@ -240,13 +240,14 @@ enum MHD_Result conn_accept(void *cls, const struct sockaddr *addr, socklen_t ad
 void conn_notify(void *cls, struct MHD_Connection *conn, void **socket_cls,
     enum MHD_ConnectionNotificationCode toe);
 void conn_settled(struct MHD_Connection *conn);
+void conn_adopt(int delta);
 void conn_request_done(struct MHD_Connection *conn);
 enum MHD_Result conn_queue(struct MHD_Connection *conn, unsigned status, struct MHD_Response *r);
 void conn_expire(uint32_t now);
 
 /* watcher.c */
 struct stream;
-int watcher_start(void);
+int watcher_start(void (*end_taken)(struct stream *));
 void watcher_stop(void);
 int watcher_watch(struct stream *s);
 void watcher_forget(struct stream *s);
@@ -261,8 +262,9 @@ enum MHD_Result subscribe_open(struct MHD_Connection *conn, const char *version,
     size_t len, struct stream_opts *o, const char *last_id, void **req_cls);
 enum MHD_Result subscribe_open_accounts(struct MHD_Connection *conn, struct stream_opts *o,
     void **req_cls);
-enum MHD_Result subscribe_resumed(struct MHD_Connection *conn, struct stream *s);
+enum MHD_Result subscribe_resumed(struct MHD_Connection *conn, void **req_cls);
 void subscribe_completed(struct stream *s);
+void subscribe_end_taken(struct stream *s);
 
 /* publish.c */
 enum MHD_Result publish_handle(struct MHD_Connection *conn, const char *url,

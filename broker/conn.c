@@ -39,6 +39,7 @@ static struct conn_slot slots[CONN_SLOTS];	/* under conn_lock */
 static uint16_t pending_by_bucket[CONN_BUCKETS];	/* under conn_lock */
 static unsigned pending_total;			/* under conn_lock */
 static unsigned open_total;			/* connections in slots, under conn_lock */
+static unsigned adopted_total;			/* taken streams' sockets (no slot: MHD let go), under conn_lock */
 static int max_fd;				/* highest slot in use, under conn_lock */
 static unsigned pending_cap;			/* set once at start: the floor of the cap */
 static unsigned file_budget;			/* set once at start: files connections may use */
@@ -94,7 +95,7 @@ conn_exempt(const struct sockaddr *sa)
 static bool
 conn_room(uint16_t bucket)
 {
-	unsigned settled = open_total - pending_total;
+	unsigned settled = open_total - pending_total + adopted_total;
 	unsigned spare = file_budget > settled ? (file_budget - settled) / 2 : 0;
 
 	return pending_total < (spare > pending_cap ? spare : pending_cap) &&
@@ -219,6 +220,15 @@ conn_request_done(struct MHD_Connection *conn)
 	pthread_mutex_lock(&conn_lock);
 	if (slots[fd].conn == conn)
 		conn_make_pending(&slots[fd]);
+	pthread_mutex_unlock(&conn_lock);
+}
+
+/* A taken stream holds its socket (delta 1) or closed it (-1): still a file spent. */
+void
+conn_adopt(int delta)
+{
+	pthread_mutex_lock(&conn_lock);
+	adopted_total = (unsigned)((int)adopted_total + delta);
 	pthread_mutex_unlock(&conn_lock);
 }
 

@@ -1,6 +1,7 @@
 /*
  * Direct chunk writes to a subscriber socket (see direct.h): sendmsg of the chunk head,
- * frame and tail in one call, MSG_DONTWAIT so a full socket never blocks a publisher.
+ * frame and tail (after the response head, for a stream the broker answers itself) in
+ * one call, MSG_DONTWAIT so a full socket never blocks a publisher.
  */
 #include "direct.h"
 
@@ -33,21 +34,23 @@ direct_keep(struct direct *d, const struct iovec *iov, int n, size_t total, size
 
 /* One sendmsg; what the socket does not take is kept for direct_flush. */
 enum direct_result
-direct_chunk(struct direct *d, int fd, const char *frame, size_t len)
+direct_write(struct direct *d, int fd, const char *raw, size_t rawlen, const char *frame, size_t len)
 {
 	char head[24];
-	struct iovec iov[3];
-	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 3 };
+	struct iovec iov[4];
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 4 };
 	size_t total;
 	ssize_t n;
 
-	iov[0].iov_base = head;
-	iov[0].iov_len = (size_t)snprintf(head, sizeof head, "%zx\r\n", len);
-	iov[1].iov_base = (void *)frame;
-	iov[1].iov_len = len;
-	iov[2].iov_base = (void *)"\r\n";
-	iov[2].iov_len = 2;
-	total = iov[0].iov_len + len + 2;
+	iov[0].iov_base = (void *)raw;
+	iov[0].iov_len = rawlen;
+	iov[1].iov_base = head;
+	iov[1].iov_len = (size_t)snprintf(head, sizeof head, "%zx\r\n", len);
+	iov[2].iov_base = (void *)frame;
+	iov[2].iov_len = len;
+	iov[3].iov_base = (void *)"\r\n";
+	iov[3].iov_len = 2;
+	total = rawlen + iov[1].iov_len + len + 2;
 	n = sendmsg(fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
 	if (n == -1 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 		return DIRECT_FAILED;
@@ -55,7 +58,14 @@ direct_chunk(struct direct *d, int fd, const char *frame, size_t len)
 		n = 0;
 	if ((size_t)n == total)
 		return DIRECT_SENT;
-	return direct_keep(d, iov, 3, total, (size_t)n) == 0 ? DIRECT_PENDING : DIRECT_FAILED;
+	return direct_keep(d, iov, 4, total, (size_t)n) == 0 ? DIRECT_PENDING : DIRECT_FAILED;
+}
+
+/* A chunk with nothing before it. */
+enum direct_result
+direct_chunk(struct direct *d, int fd, const char *frame, size_t len)
+{
+	return direct_write(d, fd, NULL, 0, frame, len);
 }
 
 /* Sends as much of the rest as the socket takes. */

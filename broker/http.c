@@ -55,7 +55,7 @@ http_access(void *cls, struct MHD_Connection *conn, const char *url, const char 
 	if (*req_cls != NULL && *(enum req_kind *)*req_cls == REQ_PUBLISH)
 		return publish_handle(conn, url, upload, upload_size, req_cls);	/* body chunk, or resumed */
 	if (*req_cls != NULL && *(enum req_kind *)*req_cls == REQ_STREAM)
-		return subscribe_resumed(conn, *req_cls);	/* the join answered */
+		return subscribe_resumed(conn, req_cls);	/* the join answered */
 	if (*req_cls != NULL && *(enum req_kind *)*req_cls == REQ_WEBPUSH)
 		return webpush_http_handle(conn, url, method, upload, upload_size, req_cls);
 	if (*req_cls != NULL && *(enum req_kind *)*req_cls == REQ_UPSTREAM)

@@ -11,6 +11,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <microhttpd.h>
 
@@ -28,6 +30,7 @@
 enum { STREAM_SMALL_PREAMBLE = 1, STREAM_SMALL_RESET = 2, STREAM_SMALL_PING = 4 };
 enum { STREAM_HEADERS_MAX = 16 };	/* more than a stream's response ever has */
 enum { STREAM_QUEUE_MAX = 64 };		/* StateChange events a JMAP stream's client may leave unread */
+enum { STREAM_PUMP_MAX = 16384 };	/* bytes a taken stream's pump sends per write (on the caller's stack) */
 static const char *const stream_reset_reasons[] = { "unknown", "expired", "lagged", "unavailable" };
 
 static atomic_bool streams_ending;		/* SIGTERM: readers end their responses */
@@ -55,6 +58,7 @@ stream_new(const struct stream_opts *o)
 	s->ping = o->ping;
 	s->longpoll = o->longpoll;
 	s->direct_ok = o->direct_ok;
+	s->own_fd = o->own_fd;
 	wheel_node_init(&s->wnode);
 	if ((o->session != NULL && (s->session = strdup(o->session)) == NULL) ||
 	    (o->origins != NULL && (s->origins = strdup(o->origins)) == NULL)) {
@@ -103,6 +107,8 @@ stream_free(struct stream *s)
 	free(s->session);
 	free(s->origins);
 	jmap_sub_free(s->jmap);
+	if (s->own_fd && s->fd >= 0)
+		close(s->fd);
 	if (s->leg)
 		stream_unref(s->acct.owner);	/* may bury it: the watcher frees it next */
 	else
@@ -199,16 +205,78 @@ out:
 	pthread_mutex_unlock(&s->ch->lock);
 }
 
+static size_t stream_fill(struct stream *s, char *buf, size_t max);
+
+/* Asks the watcher to end a taken stream: its own shutdown reads as a hang-up there. */
+static void
+stream_shut(struct stream *s)
+{
+	if (s->shut)
+		return;
+	s->shut = true;
+	if (shutdown(s->fd, SHUT_RDWR) == -1)
+		log_warn("shutdown of a stream's socket: %s", strerror(errno));
+}
+
+/*
+ * A taken stream's writer, on whichever thread woke it (ch->lock held): what the
+ * reader would give libmicrohttpd (stream_fill) goes straight out as chunks, the head
+ * first (take), the last chunk once every stream is ending. A rest the socket does not
+ * take waits for the watcher's flush, which wakes the stream again.
+ */
+static void
+stream_pump(struct stream *s, const char *head, size_t hlen)
+{
+	char buf[STREAM_PUMP_MAX];
+	enum direct_result r;
+	size_t n;
+
+	if (s->dead || s->shut)
+		return;
+	while (!s->closing) {
+		if (direct_busy(&s->direct)) {
+			s->wake_after_raw = true;
+			return;
+		}
+		if (s->finished) {	/* the last chunk is out */
+			stream_shut(s);
+			return;
+		}
+		if ((n = stream_fill(s, buf, sizeof buf)) > 0) {
+			s->last_send = clock_sec();
+			s->ping_due = false;
+		} else if (atomic_load(&streams_ending))
+			s->finished = true;	/* the empty chunk ends the response */
+		else if (hlen == 0)
+			return;		/* nothing to send: idle until the next wake */
+		r = direct_write(&s->direct, s->fd, head, hlen, buf, n);
+		head = NULL;
+		hlen = 0;
+		if (r == DIRECT_FAILED)
+			s->closing = true;
+		else if (r == DIRECT_PENDING) {
+			atomic_fetch_add(&streams_blocked, 1);
+			if (!s->watch_room && sockset_want_room(s->fd, s) == 0)
+				s->watch_room = true;
+		}
+	}
+	stream_shut(s);
+}
+
 /*
  * While a directly written chunk is still half unsent, MHD must not write, so the wake
  * waits for the flush (unless the stream is closing anyway). A leg has no connection:
- * its wake feeds its stream.
+ * its wake feeds its stream. A taken stream writes at once.
  */
 void
 stream_wake(struct stream *s)
 {
 	if (s->leg) {
 		stream_leg_feed(s);
+		return;
+	}
+	if (s->taken) {
+		stream_pump(s, NULL, 0);
 		return;
 	}
 	if (!s->suspended)
@@ -277,8 +345,9 @@ void
 stream_deliver(struct stream *s, struct event *ev, uint64_t index, bool direct_ok)
 {
 	/* A long-poll response still ends through MHD: the event goes out at once, then
-	 * the wake lets the reader return the end of the stream. */
-	if (!direct_ok || !stream_push(s, ev, index) || s->longpoll)
+	 * the wake lets the reader return the end of the stream. A taken stream has no
+	 * event loop to hand a big fan-out to: it is written here either way. */
+	if ((!direct_ok && !s->taken) || !stream_push(s, ev, index) || s->longpoll)
 		stream_wake(s);
 }
 
@@ -717,16 +786,52 @@ stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 	return n;
 }
 
-/* Its reader returns an error and MHD closes it. */
-void
+/* Its reader returns an error and MHD closes it; a taken one the watcher ends. */
+bool
 stream_hangup(struct stream *s)
 {
+	bool end = false;
+
 	pthread_mutex_lock(&s->ch->lock);
-	if (!s->dead) {
+	if (!s->dead && s->taken)
+		end = true;
+	else if (!s->dead) {
 		s->closing = true;
 		stream_wake(s);
 	}
 	pthread_mutex_unlock(&s->ch->lock);
+	return end;
+}
+
+/*
+ * From here MHD is out of the stream's life: it drops its connection (and its memory
+ * pool, most of what an idle subscriber cost) while the broker's duplicate keeps the
+ * socket. Publishers, pings and replays write as for a suspended stream; its end is
+ * the watcher's (stream_hangup).
+ */
+void
+stream_take(struct stream *s, const char *head, size_t len)
+{
+	pthread_mutex_lock(&s->ch->lock);
+	s->taken = true;
+	s->suspended = true;	/* what stream_push asks: MHD writes nothing */
+	s->conn = NULL;
+	stream_pump(s, head, len);
+	pthread_mutex_unlock(&s->ch->lock);
+}
+
+/* Nobody writes a detached stream's socket any more: close it now, not when reaped. */
+void
+stream_close_socket(struct stream *s)
+{
+	int fd;
+
+	pthread_mutex_lock(&s->ch->lock);
+	fd = s->own_fd ? s->fd : -1;
+	s->fd = -1;
+	pthread_mutex_unlock(&s->ch->lock);
+	if (fd >= 0)
+		close(fd);
 }
 
 /* Once the rest is out, hands the stream back to MHD if anything asked for a wake meanwhile. */

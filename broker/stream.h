@@ -92,6 +92,10 @@ struct stream {
 	bool join_suspended;		/* subscribe.c: the handler suspended the connection for the join */
 	bool join_asked;		/* subscribe.c: bus->join was called, so bus->leave must follow */
 	bool leg;			/* a leg of a JMAP stream (acct.owner) */
+	bool own_fd;			/* fd is the broker's duplicate of the socket (closed with the stream) */
+	bool taken;			/* the broker answered the 200 itself and MHD let go: it writes everything */
+	bool shut;			/* taken: the socket is shut down, the watcher ends the stream */
+	bool finished;			/* taken: the last chunk is written (SIGTERM) */
 	uint8_t small;			/* small frames still to send */
 	uint8_t small_off;		/* bytes of the first of them already sent */
 	uint8_t reset_reason;		/* enum reset_reason */
@@ -110,6 +114,7 @@ struct stream_opts {
 	struct stream *owner;		/* makes a leg of this JMAP stream (attached to its own channel) */
 	bool longpoll;
 	bool direct_ok;			/* HTTP/1.1: direct chunk writes allowed */
+	bool own_fd;			/* fd is the broker's own duplicate: the stream may be taken over */
 };
 
 /* stream_attach()'s results besides 0. */
@@ -164,8 +169,18 @@ void stream_replayed(struct stream *s, int status, struct event **ev, size_t n, 
  * is in, the legs read their rings. Drops the fetch's reference (to s).
  */
 void stream_jmap_ready(struct stream *s, int status, const char *json, size_t len);
-/* The watcher saw the client hang up: the reader ends the response. */
-void stream_hangup(struct stream *s);
+/*
+ * The watcher saw the client hang up (or a taken stream's own shutdown): the reader
+ * ends the response. Returns true for a taken stream, which the caller ends itself.
+ */
+bool stream_hangup(struct stream *s);
+/*
+ * Takes a stream over from libmicrohttpd (its 200 head rendered in head): from now on
+ * the broker writes everything, head first, and the caller lets MHD drop its connection.
+ */
+void stream_take(struct stream *s, const char *head, size_t len);
+/* Closes a taken stream's socket once it is detached (the watcher, ending it). */
+void stream_close_socket(struct stream *s);
 /* The watcher saw the socket writable: sends more of a direct write's rest. */
 void stream_flush(struct stream *s);
 /* The watcher's tick: fires the ping if due; returns false if s is dead, else its next deadline in *due. */

@@ -10,12 +10,15 @@
 #include "broker.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "bus.h"
 #include "jmap.h"
@@ -27,6 +30,7 @@
 /* Each response owns a buffer this big, used only for HTTP/1.0 clients (HTTP/1.1
  * chunked output goes through the connection's pool): keep it small. */
 #define SUBSCRIBE_BLOCK 32
+#define SUBSCRIBE_HEAD_MAX 2048		/* a taken stream's 200 head: its few headers fit with room */
 
 static bool direct_allowed = true;	/* off under an unknown libmicrohttpd (main.c) */
 
@@ -134,9 +138,77 @@ subscribe_refuse_for_now(struct MHD_Connection *conn, unsigned status, enum refu
 	return reply_retry(conn, BROKER_RETRY_MS + (unsigned)(random() % (BROKER_RETRY_MS / 2 + 1)), msg);
 }
 
-/* Sends the stream's headers and hands the connection to the content reader. */
+struct subscribe_head { char *p; size_t len, max; };
+
+/* Appends one "Name: value" line of the response's header list to a head. */
 static enum MHD_Result
-subscribe_respond(struct stream *s)
+subscribe_head_line(void *cls, enum MHD_ValueKind kind, const char *name, const char *value)
+{
+	struct subscribe_head *h = cls;
+	int n;
+
+	(void)kind;
+	n = snprintf(h->p + h->len, h->max - h->len, "%s: %s\r\n", name, value);
+	if (n < 0 || (size_t)n >= h->max - h->len)
+		return MHD_NO;
+	h->len += (size_t)n;
+	return MHD_YES;
+}
+
+/*
+ * The head libmicrohttpd 0.9.75 would send for r (status line, Date, the list, chunked
+ * framing) into buf; returns its length, or 0 if it does not fit.
+ */
+static size_t
+subscribe_render_head(struct MHD_Response *r, char *buf, size_t max)
+{
+	struct subscribe_head h = { .p = buf, .max = max };
+	time_t now = time(NULL);
+	struct tm tm;
+
+	gmtime_r(&now, &tm);
+	h.len = strftime(buf, max, "HTTP/1.1 200 OK\r\nDate: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+	if (h.len == 0 || MHD_get_response_headers(r, subscribe_head_line, &h) < 0)
+		return 0;
+	if (subscribe_head_line(&h, MHD_HEADER_KIND, "Transfer-Encoding", "chunked") != MHD_YES ||
+	    h.max - h.len < 3)
+		return 0;
+	memcpy(buf + h.len, "\r\n", 3);
+	return h.len + 2;
+}
+
+/*
+ * The 200 of a stream that owns a duplicate of its socket is written by the broker
+ * with the preamble in one send (libmicrohttpd sends a callback response's head alone:
+ * two segments a subscriber), then the handler's MHD_NO makes libmicrohttpd drop its
+ * connection, pool and all; TURBO mode closes without shutdown(2), so the duplicate
+ * keeps the socket open. The request's reference on s becomes the socket's, dropped
+ * when the watcher ends the stream (subscribe_end_taken). *req_cls is cleared first:
+ * the stream may end, on the watcher, before MHD's completed callback runs.
+ */
+static enum MHD_Result
+subscribe_take(struct stream *s, struct MHD_Response *r, void **req_cls)
+{
+	char head[SUBSCRIBE_HEAD_MAX];
+	size_t len = subscribe_render_head(r, head, sizeof head);
+	int on = 1;
+
+	if (len == 0)
+		return MHD_NO;	/* not as a taken stream: MHD ends it */
+	conn_settled(s->conn);
+	conn_adopt(1);
+	atomic_fetch_add(&counters.connections, 1);	/* MHD's close notification takes its one off */
+	if (setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on) == -1)
+		log_debug("tcp nodelay: %s", strerror(errno));
+	*req_cls = NULL;
+	s->responding = true;
+	stream_take(s, head, len);
+	return MHD_NO;
+}
+
+/* Sends the stream's headers and hands the connection to the content reader (or takes it over). */
+static enum MHD_Result
+subscribe_respond(struct stream *s, void **req_cls)
 {
 	struct MHD_Response *r;
 	enum MHD_Result ret;
@@ -152,6 +224,11 @@ subscribe_respond(struct stream *s)
 	MHD_add_response_header(r, "Cache-Control", "no-cache");
 	MHD_add_response_header(r, "X-Accel-Buffering", "no");
 	cors_headers(s->conn, r);
+	if (s->own_fd) {
+		ret = subscribe_take(s, r, req_cls);
+		MHD_destroy_response(r);
+		return ret;
+	}
 	s->responding = true;
 	s->head = r;
 	ret = conn_queue(s->conn, MHD_HTTP_OK, r);
@@ -208,7 +285,7 @@ subscribe_joined(struct stream *s, int status)
  * reaches it as a change, never folded into the baseline unseen.
  */
 static enum MHD_Result
-subscribe_join(struct stream *s, const char *last_id, bool remote)
+subscribe_join(struct stream *s, const char *last_id, bool remote, void **req_cls)
 {
 	struct stream_legs *legs = stream_legs(s);
 	unsigned i;
@@ -236,17 +313,19 @@ subscribe_join(struct stream *s, const char *last_id, bool remote)
 		MHD_resume_connection(s->conn);
 		return MHD_YES;
 	}
-	return subscribe_respond(s);
+	return subscribe_respond(s, req_cls);
 }
 
 /* The access handler runs again after the join resumed the request. */
 enum MHD_Result
-subscribe_resumed(struct MHD_Connection *conn, struct stream *s)
+subscribe_resumed(struct MHD_Connection *conn, void **req_cls)
 {
+	struct stream *s = *req_cls;
+
 	(void)conn;
 	if (s->responding)
 		return MHD_YES;
-	return subscribe_respond(s);
+	return subscribe_respond(s, req_cls);
 }
 
 /*
@@ -260,10 +339,10 @@ subscribe_go(struct stream *s, void **req_cls, const char *last_id, bool remote)
 	*req_cls = s;
 	if (watcher_watch(s) == -1) {
 		s->join_status = -2;	/* never reaped if its client hung up: refuse it */
-		return subscribe_respond(s);
+		return subscribe_respond(s, req_cls);
 	}
 	subscribe_keepalive(s->fd);
-	return subscribe_join(s, last_id, remote);
+	return subscribe_join(s, last_id, remote, req_cls);
 }
 
 /* Drops a stream that never got attached, with its refusal for a while. */
@@ -317,8 +396,21 @@ subscribe_open(struct MHD_Connection *conn, const char *version, const char *nam
 	/* Direct writes frame HTTP/1.1 chunks (HTTP/1.0 responses are not chunked). */
 	o->direct_ok = direct_allowed && o->fd >= 0 && o->jmap == NULL &&
 	    strcmp(version, MHD_HTTP_VERSION_1_1) == 0;
-	if ((s = stream_new(o)) == NULL)
+	/* A long-lived stream is taken over at its 200 (subscribe_take): its socket is
+	 * duplicated now, so that the watcher registers the descriptor that stays. A
+	 * long-poll response stays MHD's: its connection carries the next poll. */
+	if (o->direct_ok && !o->longpoll) {
+		int dup = fcntl(o->fd, F_DUPFD_CLOEXEC, 0);
+		if (dup >= 0) {
+			o->fd = dup;
+			o->own_fd = true;
+		}
+	}
+	if ((s = stream_new(o)) == NULL) {
+		if (o->own_fd)
+			close(o->fd);
 		return MHD_NO;
+	}
 	if (atomic_fetch_add(&counters.streams, 1) >= (unsigned long long)opt(OPT_MAX_CONNECTIONS))
 		return subscribe_refuse(s, MHD_HTTP_SERVICE_UNAVAILABLE, REFUSE_CONNECTIONS,
 		    "too many connections", conn);
@@ -411,19 +503,40 @@ subscribe_open_accounts(struct MHD_Connection *conn, struct stream_opts *o, void
 	return subscribe_go(s, req_cls, NULL, false);
 }
 
-/*
- * Ends a stream's life after MHD completed its request: unlinks it (and its legs) from
- * its channel, the bus and the watcher, then drops MHD's reference (the watcher frees
- * it once no bus job holds it). Called from MHD's request-completed callback, never
- * the reader.
- */
-void
-subscribe_completed(struct stream *s)
+/* Unlinks a finished stream (and its legs) from its channel, the bus and the watcher. */
+static void
+subscribe_unlink(struct stream *s)
 {
 	if (stream_detach(s) && s->join_asked)
 		bus->leave(s);
 	subscribe_drop_legs(s);
 	atomic_fetch_sub(&counters.streams, 1);
 	watcher_forget(s);
+}
+
+/*
+ * Ends a stream's life after MHD completed its request: unlinks it, then drops MHD's
+ * reference (the watcher frees it once no bus job holds it). Called from MHD's
+ * request-completed callback, never the reader.
+ */
+void
+subscribe_completed(struct stream *s)
+{
+	subscribe_unlink(s);
+	stream_unref(s);
+}
+
+/*
+ * Ends a taken stream, on the watcher, which saw its client hang up or its own
+ * shutdown: unlinked like a completed one, its socket closed, the socket's reference
+ * dropped.
+ */
+void
+subscribe_end_taken(struct stream *s)
+{
+	subscribe_unlink(s);
+	stream_close_socket(s);
+	conn_adopt(-1);
+	atomic_fetch_sub(&counters.connections, 1);
 	stream_unref(s);
 }

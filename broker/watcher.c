@@ -27,6 +27,7 @@ static pthread_t thread;
 static bool running;
 static pthread_mutex_t wheel_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct wheel wheel;		/* under wheel_lock */
+static void (*end_taken)(struct stream *);	/* set once at start */
 
 /*
  * Starts watching a new stream: its socket for hang-ups (edge triggered, registered
@@ -102,10 +103,10 @@ watcher_main(void *arg)
 		for (i = 0; i < n; i++) {
 			if (evs[i].data.ptr == NULL)
 				return NULL;	/* stop requested */
-			if (evs[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-				stream_hangup(evs[i].data.ptr);
-			else
+			if (!(evs[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
 				stream_flush(evs[i].data.ptr);	/* a direct write's rest */
+			else if (stream_hangup(evs[i].data.ptr))
+				end_taken(evs[i].data.ptr);	/* a taken stream: its end is here */
 		}
 		now = clock_sec();
 		/* Catch up on missed seconds, at most one full turn of the wheel. */
@@ -134,10 +135,11 @@ watcher_main(void *arg)
 	}
 }
 
-/* Creates the epoll set and starts the thread. */
+/* Creates the epoll set and starts the thread; end ends a taken stream (subscribe.c, above this file). */
 int
-watcher_start(void)
+watcher_start(void (*end)(struct stream *))
 {
+	end_taken = end;
 	if (sockset_open() == -1) {
 		log_error("watcher: %s", strerror(errno));
 		return -1;
