@@ -24,7 +24,8 @@ direct_keep(struct direct *d, const struct iovec *iov, int n, size_t total, size
 	d->off = 0;
 	for (i = 0; i < n; i++) {
 		size_t l = iov[i].iov_len, from = skip < l ? skip : l;
-		memcpy(d->raw + d->off, (const char *)iov[i].iov_base + from, l - from);
+		if (l > from)	/* an empty piece may have no base at all */
+			memcpy(d->raw + d->off, (const char *)iov[i].iov_base + from, l - from);
 		d->off += (uint32_t)(l - from);
 		skip -= from;
 	}

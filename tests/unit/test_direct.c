@@ -327,6 +327,57 @@ static void test_partial_send(void **state)
 	close(fd[1]);
 }
 
+/*
+ * A response head before the chunk, as a taken stream's first write: head and chunk in
+ * one send, and a full socket keeps exactly the unsent rest of both (the head's too);
+ * the empty chunk that ends a response is "0\r\n\r\n", its empty frame may be NULL.
+ */
+static void test_head_then_chunk(void **state)
+{
+	static const char head[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+	enum { LEN = 100000 };
+	struct direct d = { NULL, 0, 0 };
+	char *frame = frame_new(LEN), *chunk, *want, *got;
+	size_t clen, wlen, queued, have = 0, hlen = sizeof head - 1;
+	enum direct_result r;
+	int fd[2], rounds = 0;
+
+	(void)state;
+	chunk = chunk_of(frame, LEN, &clen);
+	wlen = hlen + clen;
+	want = malloc(wlen);
+	got = malloc(wlen);
+	assert_non_null(want);
+	assert_non_null(got);
+	memcpy(want, head, hlen);
+	memcpy(want + hlen, chunk, clen);
+	pair_open(fd);
+	pair_small(fd);
+	queued = fill(fd);	/* not even the head fits now */
+	assert_int_equal(direct_write(&d, fd[0], head, hlen, frame, LEN), DIRECT_PENDING);
+	assert_bytes(d.raw, d.len, want, wlen);	/* all of it kept, head first */
+	read_filler(fd[1], queued);
+	do {
+		have += drain(fd[1], got + have, wlen - have);
+		r = direct_flush(&d, fd[0]);
+		assert_true(r != DIRECT_FAILED);
+		assert_true(++rounds < 100000);
+	} while (r == DIRECT_PENDING);
+	have += drain(fd[1], got + have, wlen - have);
+	assert_bytes(got, have, want, wlen);
+
+	assert_int_equal(direct_write(&d, fd[0], NULL, 0, NULL, 0), DIRECT_SENT);
+	have = drain(fd[1], got, wlen);
+	assert_bytes(got, have, "0\r\n\r\n", 5);
+	assert_nothing_more(fd[1]);
+	free(got);
+	free(want);
+	free(chunk);
+	free(frame);
+	close(fd[0]);
+	close(fd[1]);
+}
+
 /* Asserts SIGPIPE (blocked) is not pending, consuming it first if it is. */
 static void assert_no_sigpipe(void)
 {
@@ -427,6 +478,7 @@ int main(void)
 		cmocka_unit_test(test_chunk_bytes),
 		cmocka_unit_test(test_pending_when_full),
 		cmocka_unit_test(test_partial_send),
+		cmocka_unit_test(test_head_then_chunk),
 		cmocka_unit_test(test_closed_peer),
 		cmocka_unit_test(test_free_idle),
 	};
