@@ -16,18 +16,21 @@
  *    SIGHUP reloads the integer directives into options.c's atomic snapshot; SIGTERM
  *    and SIGINT run the shutdown. String directives are never reloaded, so every
  *    thread may read them without a lock.
- *  - the event loops: `threads` libmicrohttpd daemons sharing the listen port, plus
- *    one per core on publish_listen, each with its own epoll thread
- *    (MHD_USE_EPOLL_INTERNAL_THREAD). A loop owns its connections: it alone runs the
- *    access handler (http.c and below), the content reader stream_read() and the
- *    request-completed callback for them.
+ *  - the event loops: `threads` libmicrohttpd daemons sharing the listen port (one
+ *    per core by default), plus one per core on publish_listen, each with its own
+ *    epoll thread (MHD_USE_EPOLL_INTERNAL_THREAD). A loop owns its connections: it
+ *    alone runs the access handler (http.c and below), the content reader
+ *    stream_read() and the request-completed callback for them. A long-lived HTTP/1.1
+ *    stream stops being a loop's at its 200: the broker takes it over (subscribe.c,
+ *    subscribe_take), answers it itself and libmicrohttpd drops its connection.
  *  - the watcher (watcher.c): one thread with an epoll set of every stream's socket
  *    (EPOLLRDHUP, edge triggered, registered once; EPOLLOUT added by a MOD from the
  *    first direct write that leaves a rest, under ch->lock). Owns the ping wheel
  *    (under wheel_lock); sees hang-ups of suspended streams (MHD does not watch them),
- *    finishes the rest of direct writes, fires pings, sweeps the channel table a slice
- *    at a time and frees dead streams (stream_reap) between two epoll waits, when no
- *    epoll event can name them any more.
+ *    ends taken streams (a hang-up, or their own shutdown(2) asking for it), finishes
+ *    the rest of direct writes, fires pings, sweeps the channel table a slice at a time
+ *    and frees dead streams (stream_reap) between two epoll waits, when no epoll event
+ *    can name them any more.
  *  - the Redis thread (Redis mode only, bus_redis.c): a libevent loop owning both Redis
  *    connections (redis_link.c), every channel's subscription state (ch->bus:
  *    redis_sub.c) and every joined stream's membership (s->bus_member). Other threads
@@ -41,7 +44,11 @@
  *    HTTP chunk (direct.c), only while the stream is suspended by its reader with
  *    nothing of its own pending (partial event, small frame, replay, direct rest) and
  *    its channel has at most BROKER_DIRECT_FANOUT subscribers;
- *  - the watcher, holding ch->lock, to send the rest of a direct write.
+ *  - the watcher, holding ch->lock, to send the rest of a direct write;
+ *  - for a taken stream (no MHD connection any more), whichever thread wakes it
+ *    (a publisher, the watcher's ping, a bus answer), holding ch->lock: what the
+ *    reader would have returned goes out as chunks (stream.c, stream_pump), and a
+ *    stream that must end is shut down there and ended by the watcher.
  *  A stream with a direct rest pending is not resumed until the rest is out
  *  (wake_after_raw), so libmicrohttpd and a direct writer never interleave bytes.
  *
@@ -58,7 +65,12 @@
  *  - a response queued in the first access-handler call forces Connection: close, so
  *    GET and HEAD answer on the second call (http.c);
  *  - MHD_stop_daemon with a suspended connection aborts: the shutdown fails every bus
- *    wait and ends every stream first (main.c).
+ *    wait and ends every stream first (main.c);
+ *  - an access handler's MHD_NO closes the connection without a byte sent, and under
+ *    MHD_USE_TURBO without shutdown(2): the socket's other descriptor (a taken
+ *    stream's dup) keeps it open; MHD removes the socket from its epoll set before it
+ *    closes its descriptor (daemon.c, MHD_cleanup_connections), so no event of the
+ *    socket reaches MHD after its connection is freed.
  *
  * Lock order (a lock on the left may be held while taking one on its right, never the
  * reverse): table_lock (channel.c) -> wheel_lock (watcher.c) -> ch->lock -> the job
