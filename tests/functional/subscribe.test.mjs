@@ -2,8 +2,10 @@
 // names (percent-encoding, length), live-only delivery without a last event id.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import {
   startBroker, killAll, subscribe, subscribeReady, publishOk, waitPreamble, waitSubscribers, openStream,
+  getJson, waitFor,
 } from './lib.mjs';
 
 let b;
@@ -211,6 +213,73 @@ test('with several threads (daemons) one publish reaches subscribers on all of t
       const [e] = await s.waitEvents(1);
       assert.deepEqual([e.id, e.data], [p.id, 'to all']);
     }
+  } finally {
+    for (const s of streams) s.close();
+    await c.stop();
+  }
+});
+
+// A raw socket sending bytes as given; collects every 'data' read separately.
+function rawClient(port, request) {
+  const c = { reads: [], closed: false };
+  c.sock = net.connect({ host: '127.0.0.1', port }, () => c.sock.write(request));
+  c.sock.on('data', (d) => c.reads.push(d.toString('latin1')));
+  c.sock.on('close', () => { c.closed = true; });
+  c.sock.on('error', () => {});
+  c.text = () => c.reads.join('');
+  return c;
+}
+
+test('an HTTP/1.1 stream\'s head and preamble come in one send: Date, chunked framing, then the preamble chunk', async () => {
+  const c = rawClient(b.port, 'GET /events/onesend HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n');
+  try {
+    await waitFor(() => c.reads.length > 0, 5000, 'the head');
+    // The broker writes the head and the first chunk with one sendmsg: one segment on loopback.
+    const first = c.reads[0];
+    const m = /^HTTP\/1\.1 200 OK\r\n([\s\S]*?)\r\n\r\n([0-9a-f]+)\r\nretry: \d+\n: ssepush\n\n\r\n$/.exec(first);
+    assert.ok(m, `first read is not head + preamble chunk: ${JSON.stringify(first)}`);
+    assert.match(m[1], /(^|\r\n)Date: [A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT(\r\n|$)/);
+    assert.match(m[1], /(^|\r\n)Transfer-Encoding: chunked(\r\n|$)/);
+    assert.match(m[1], /(^|\r\n)Content-Type: text\/event-stream; charset=utf-8(\r\n|$)/);
+    assert.equal(parseInt(m[2], 16), Buffer.byteLength(first.slice(first.indexOf('retry:'), -2), 'latin1'));
+    await waitSubscribers(b, 'onesend', 1);
+    const p = await publishOk(b, 'onesend', 'after the head');
+    await waitFor(() => c.text().includes('data: after the head\n'), 5000, 'the event chunk');
+    assert.ok(c.text().includes(`id: ${p.id}\n`));
+  } finally { c.sock.destroy(); }
+});
+
+test('an HTTP/1.0 subscriber gets its stream unchunked, events included', async () => {
+  const c = rawClient(b.port, 'GET /events/http10 HTTP/1.0\r\nAccept: text/event-stream\r\n\r\n');
+  try {
+    await waitFor(() => c.text().includes(': ssepush\n\n'), 5000, 'the preamble');
+    const head = c.text().slice(0, c.text().indexOf('\r\n\r\n'));
+    assert.match(head, /^HTTP\/1\.[01] 200 OK/);
+    assert.doesNotMatch(head, /Transfer-Encoding/i);
+    assert.match(c.text(), /\r\n\r\nretry: \d+\n: ssepush\n\n$/);
+    await waitSubscribers(b, 'http10', 1);
+    await publishOk(b, 'http10', 'plain');
+    await waitFor(() => c.text().endsWith('data: plain\n\n'), 5000, 'the unchunked event', () => JSON.stringify(c.text()));
+  } finally { c.sock.destroy(); }
+});
+
+test('each open stream holds one connection in /stats, and gives it back when its client goes (streams are taken from libmicrohttpd at their 200)', async () => {
+  const c = await startBroker();
+  const streams = [];
+  try {
+    const base = (await getJson(c.port, '/stats')).connections;	// the /stats request itself
+    for (let i = 0; i < 30; i++) streams.push(await subscribe(c, `/events/held${i % 3}`));
+    for (let i = 0; i < 3; i++) await waitSubscribers(c, `held${i}`, 10);
+    const open = await getJson(c.port, '/stats');
+    assert.equal(open.connections, base + 30, JSON.stringify(open));
+    assert.equal(open.subscribers, 30);
+    for (const s of streams.splice(0, 20)) s.close();
+    await waitFor(async () => (await getJson(c.port, '/stats')).connections === base + 10, 5000,
+      'ten connections left', async () => JSON.stringify(await getJson(c.port, '/stats')));
+    const rest = streams.filter((s) => s.path === '/events/held2');	// 4 of the 10 left
+    const p = await publishOk(c, 'held2', 'to the rest');
+    assert.equal(p.subscribers, rest.length);
+    for (const s of rest) await s.waitEvents(1);
   } finally {
     for (const s of streams) s.close();
     await c.stop();
