@@ -253,6 +253,7 @@ void conn_notify(void *cls, struct MHD_Connection *conn, void **socket_cls,
     enum MHD_ConnectionNotificationCode toe);
 void conn_settled(struct MHD_Connection *conn);
 void conn_adopt(int delta);
+bool conn_trim_due(unsigned drop);
 void conn_request_done(struct MHD_Connection *conn);
 enum MHD_Result conn_queue(struct MHD_Connection *conn, unsigned status, struct MHD_Response *r);
 void conn_expire(uint32_t now);
@@ -272,8 +273,8 @@ int subscribe_ping_arg(const char *v, unsigned *ping);
 struct stream_opts;
 enum MHD_Result subscribe_open(struct MHD_Connection *conn, const char *version, const char *name,
     size_t len, struct stream_opts *o, const char *last_id, void **req_cls);
-enum MHD_Result subscribe_open_accounts(struct MHD_Connection *conn, struct stream_opts *o,
-    void **req_cls);
+enum MHD_Result subscribe_open_accounts(struct MHD_Connection *conn, const char *version,
+    struct stream_opts *o, void **req_cls);
 enum MHD_Result subscribe_resumed(struct MHD_Connection *conn, void **req_cls);
 void subscribe_completed(struct stream *s);
 void subscribe_end_taken(struct stream *s);

@@ -39,6 +39,7 @@ static struct conn_slot slots[CONN_SLOTS];	/* under conn_lock */
 static uint16_t pending_by_bucket[CONN_BUCKETS];	/* under conn_lock */
 static unsigned pending_total;			/* under conn_lock */
 static unsigned open_total;			/* connections in slots, under conn_lock */
+static unsigned open_peak;			/* most of them since the last memory trim, under conn_lock */
 static unsigned adopted_total;			/* taken streams' sockets (no slot: MHD let go), under conn_lock */
 static int max_fd;				/* highest slot in use, under conn_lock */
 static unsigned pending_cap;			/* set once at start: the floor of the cap */
@@ -178,8 +179,8 @@ conn_notify(void *cls, struct MHD_Connection *conn, void **socket_cls,
 	s = &slots[fd];
 	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
 		ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-		if (s->conn == NULL)
-			open_total++;
+		if (s->conn == NULL && ++open_total > open_peak)
+			open_peak = open_total;
 		s->conn = conn;
 		s->pending = false;
 		s->bucket = conn_bucket(ci != NULL ? ci->client_addr : NULL);
@@ -221,6 +222,25 @@ conn_request_done(struct MHD_Connection *conn)
 	if (slots[fd].conn == conn)
 		conn_make_pending(&slots[fd]);
 	pthread_mutex_unlock(&conn_lock);
+}
+
+/*
+ * Whether at least drop of the connections libmicrohttpd held at its peak since the
+ * last yes are gone (closed, or taken over as streams: each left a freed
+ * connection_memory pool behind); the peak is kept at every accept, so a burst that
+ * comes and goes between two of the watcher's looks still counts.
+ */
+bool
+conn_trim_due(unsigned drop)
+{
+	bool due;
+
+	pthread_mutex_lock(&conn_lock);
+	due = open_peak - open_total >= drop;
+	if (due)
+		open_peak = open_total;
+	pthread_mutex_unlock(&conn_lock);
+	return due;
 }
 
 /* A taken stream holds its socket (delta 1) or closed it (-1): still a file spent. */

@@ -82,7 +82,7 @@ jmap_open(struct MHD_Connection *conn, const char *version, const char *accounts
 	if (o.jmap == NULL)
 		return MHD_NO;
 	if (n > 1)
-		return subscribe_open_accounts(conn, &o, req_cls);
+		return subscribe_open_accounts(conn, version, &o, req_cls);
 	return subscribe_open(conn, version, accounts, strlen(accounts), &o, NULL, req_cls);
 }
 

@@ -345,6 +345,25 @@ subscribe_go(struct stream *s, void **req_cls, const char *last_id, bool remote)
 	return subscribe_join(s, last_id, remote, req_cls);
 }
 
+/*
+ * A long-lived HTTP/1.1 stream is taken over at its 200 (subscribe_take): its socket is
+ * duplicated now, so that the watcher registers the descriptor that stays. A long-poll
+ * response stays MHD's (its connection carries the next poll), and so does an HTTP/1.0
+ * one (not chunked) or any under an unknown libmicrohttpd.
+ */
+static void
+subscribe_own_socket(struct stream_opts *o, const char *version)
+{
+	int dup;
+
+	if (!direct_allowed || o->fd < 0 || o->longpoll || strcmp(version, MHD_HTTP_VERSION_1_1) != 0)
+		return;
+	if ((dup = fcntl(o->fd, F_DUPFD_CLOEXEC, 0)) == -1)
+		return;		/* out of files: it stays MHD's */
+	o->fd = dup;
+	o->own_fd = true;
+}
+
 /* Drops a stream that never got attached, with its refusal for a while. */
 static enum MHD_Result
 subscribe_refuse(struct stream *s, unsigned status, enum refuse_reason reason, const char *why,
@@ -396,16 +415,7 @@ subscribe_open(struct MHD_Connection *conn, const char *version, const char *nam
 	/* Direct writes frame HTTP/1.1 chunks (HTTP/1.0 responses are not chunked). */
 	o->direct_ok = direct_allowed && o->fd >= 0 && o->jmap == NULL &&
 	    strcmp(version, MHD_HTTP_VERSION_1_1) == 0;
-	/* A long-lived stream is taken over at its 200 (subscribe_take): its socket is
-	 * duplicated now, so that the watcher registers the descriptor that stays. A
-	 * long-poll response stays MHD's: its connection carries the next poll. */
-	if (o->direct_ok && !o->longpoll) {
-		int dup = fcntl(o->fd, F_DUPFD_CLOEXEC, 0);
-		if (dup >= 0) {
-			o->fd = dup;
-			o->own_fd = true;
-		}
-	}
+	subscribe_own_socket(o, version);
 	if ((s = stream_new(o)) == NULL) {
 		if (o->own_fd)
 			close(o->fd);
@@ -447,7 +457,8 @@ subscribe_drop_legs(struct stream *s)
  * for one channel. The 200 waits for every leg's join and stored state.
  */
 enum MHD_Result
-subscribe_open_accounts(struct MHD_Connection *conn, struct stream_opts *o, void **req_cls)
+subscribe_open_accounts(struct MHD_Connection *conn, const char *version, struct stream_opts *o,
+    void **req_cls)
 {
 	const char *a = jmap_sub_accounts(o->jmap);
 	unsigned i, n = jmap_sub_naccounts(o->jmap);
@@ -463,8 +474,12 @@ subscribe_open_accounts(struct MHD_Connection *conn, struct stream_opts *o, void
 	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
 	o->fd = ci != NULL ? ci->connect_fd : -1;
 	o->direct_ok = false;	/* its events are its own StateChanges, made in the reader's lock */
-	if ((s = stream_new(o)) == NULL)
+	subscribe_own_socket(o, version);
+	if ((s = stream_new(o)) == NULL) {
+		if (o->own_fd)
+			close(o->fd);
 		return MHD_NO;
+	}
 	if ((legs = calloc(1, sizeof *legs + n * sizeof legs->leg[0])) == NULL ||
 	    (ch = channel_private()) == NULL) {
 		free(legs);

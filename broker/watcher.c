@@ -20,7 +20,7 @@
 #include "wheel.h"
 
 #define WATCHER_EVENTS 256
-#define WATCHER_TRIM_DROP 1000		/* connections gone since the peak before memory is trimmed */
+#define WATCHER_TRIM_DROP 1000		/* libmicrohttpd connections gone since the peak before memory is trimmed */
 #define WATCHER_SWEEP_NS 250000000	/* channel_sweep() runs this often (its slice size assumes it) */
 
 static pthread_t thread;
@@ -92,7 +92,6 @@ watcher_main(void *arg)
 {
 	struct epoll_event evs[WATCHER_EVENTS];
 	uint32_t last = clock_sec(), now;
-	unsigned long long peak = 0, conns;
 	int64_t next_sweep = 0, t;
 	int i, n;
 
@@ -117,14 +116,9 @@ watcher_main(void *arg)
 		while ((int32_t)(now - last) > 0) {
 			watcher_tick(++last);
 			stream_cut_slow(last, (uint32_t)opt(OPT_REQUEST_TIMEOUT));
-			/* After a flood of connections left, give their memory back to the system. */
-			conns = atomic_load(&counters.connections);
-			if (conns > peak)
-				peak = conns;
-			else if (peak - conns >= WATCHER_TRIM_DROP) {
+			/* After a flood of connections left libmicrohttpd, give their memory back. */
+			if (conn_trim_due(WATCHER_TRIM_DROP))
 				malloc_trim(0);
-				peak = conns;
-			}
 		}
 		t = clock_ns();
 		if (t >= next_sweep) {
