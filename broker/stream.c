@@ -214,7 +214,8 @@ stream_shut(struct stream *s)
 	if (s->shut)
 		return;
 	s->shut = true;
-	if (shutdown(s->fd, SHUT_RDWR) == -1)
+	/* A socket the peer reset says ENOTCONN, and still wakes its pollers (inet_shutdown). */
+	if (shutdown(s->fd, SHUT_RDWR) == -1 && errno != ENOTCONN)
 		log_warn("shutdown of a stream's socket: %s", strerror(errno));
 }
 
