@@ -51,7 +51,9 @@ direct_write(struct direct *d, int fd, const char *raw, size_t rawlen, const cha
 	iov[2].iov_len = len;
 	iov[3].iov_base = (void *)"\r\n";
 	iov[3].iov_len = 2;
-	total = rawlen + iov[1].iov_len + len + 2;
+	if (frame == NULL)	/* the raw bytes alone */
+		iov[1].iov_len = iov[3].iov_len = 0;
+	total = rawlen + iov[1].iov_len + len + iov[3].iov_len;
 	n = sendmsg(fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
 	if (n == -1 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 		return DIRECT_FAILED;

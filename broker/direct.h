@@ -25,7 +25,8 @@ enum direct_result { DIRECT_FAILED = -1, DIRECT_SENT = 0, DIRECT_PENDING = 1 };
  * DIRECT_FAILED: the socket failed or memory ran out, nothing is kept. d must be idle.
  */
 enum direct_result direct_chunk(struct direct *d, int fd, const char *frame, size_t len);
-/* The same, after raw bytes sent as they are (a response head), in the same call. */
+/* The same, after raw bytes sent as they are (a response head), in the same call; a NULL
+ * frame sends the raw bytes alone (no chunk), an empty one the last chunk "0\r\n\r\n". */
 enum direct_result direct_write(struct direct *d, int fd, const char *raw, size_t rawlen,
     const char *frame, size_t len);
 /* Sends more of the kept rest: SENT once all is out (d idle again), PENDING, or FAILED. */

@@ -250,7 +250,8 @@ stream_pump(struct stream *s, const char *head, size_t hlen)
 			s->finished = true;	/* the empty chunk ends the response */
 		else if (hlen == 0)
 			return;		/* nothing to send: idle until the next wake */
-		r = direct_write(&s->direct, s->fd, head, hlen, buf, n);
+		/* The head alone if there is nothing yet (a stream always has its preamble). */
+		r = direct_write(&s->direct, s->fd, head, hlen, n > 0 || s->finished ? buf : NULL, n);
 		head = NULL;
 		hlen = 0;
 		if (r == DIRECT_FAILED)

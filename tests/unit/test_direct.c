@@ -330,7 +330,8 @@ static void test_partial_send(void **state)
 /*
  * A response head before the chunk, as a taken stream's first write: head and chunk in
  * one send, and a full socket keeps exactly the unsent rest of both (the head's too);
- * the empty chunk that ends a response is "0\r\n\r\n", its empty frame may be NULL.
+ * the empty chunk that ends a response is "0\r\n\r\n", and a NULL frame sends the raw
+ * bytes alone.
  */
 static void test_head_then_chunk(void **state)
 {
@@ -366,7 +367,10 @@ static void test_head_then_chunk(void **state)
 	have += drain(fd[1], got + have, wlen - have);
 	assert_bytes(got, have, want, wlen);
 
-	assert_int_equal(direct_write(&d, fd[0], NULL, 0, NULL, 0), DIRECT_SENT);
+	assert_int_equal(direct_write(&d, fd[0], "raw", 3, NULL, 0), DIRECT_SENT);
+	have = drain(fd[1], got, wlen);
+	assert_bytes(got, have, "raw", 3);	/* a NULL frame: no chunk at all */
+	assert_int_equal(direct_write(&d, fd[0], NULL, 0, "", 0), DIRECT_SENT);
 	have = drain(fd[1], got, wlen);
 	assert_bytes(got, have, "0\r\n\r\n", 5);
 	assert_nothing_more(fd[1]);
