@@ -191,7 +191,7 @@ EVENTS {
   return { T, imap, lmtp, http, notify };
 }
 
-/** Starts master in its own session; waits until IMAP (and HTTP, if it has it) accept. */
+/** Starts master in its own session; waits until IMAP (and HTTP, if it has it) accept and lmtpd greets. */
 export async function runMaster(cy) {
   const log = path.join(cy.T, 'master.log');
   const m = spawn(`${CYRUS_BIN}/master`, ['-C', `${cy.T}/imapd.conf`, '-M', `${cy.T}/cyrus.conf`,
@@ -205,7 +205,32 @@ export async function runMaster(cy) {
       s.once('error', () => resolve(false));
     }), 15000, `Cyrus to accept on ${port}`, () => (existsSync(log) ? readFileSync(log, 'utf8') : ''), 50);
   }
+  // LMTP is ready once an lmtpd greets: master forks the first one on demand, and a
+  // connection accepted by the kernel before that only waits in the backlog.
+  const greeted = await lmtpGreeting(cy.lmtp, 30000);
+  assert.ok(greeted, `Cyrus lmtpd did not greet on ${cy.lmtp} within 30 s; master log: ${existsSync(log) ? readFileSync(log, 'utf8') : ''}`);
   return x;
+}
+
+/** Whether an LMTP server on port says 220 within ms (connecting again while refused). */
+async function lmtpGreeting(port, ms) {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    const line = await new Promise((resolve) => {
+      const s = net.connect({ host: '127.0.0.1', port });
+      let buf = '';
+      const done = (v) => { clearTimeout(t); s.destroy(); resolve(v); };
+      const t = setTimeout(() => done(null), Math.max(0, end - Date.now()));
+      s.setEncoding('latin1');
+      s.on('data', (d) => { buf += d; if (buf.includes('\r\n')) { s.write('QUIT\r\n'); done(buf.slice(0, buf.indexOf('\r\n'))); } });
+      s.once('error', () => done(''));
+      s.once('close', () => done(''));
+    });
+    if (line && line.startsWith('220')) return true;
+    if (line === null) return false;
+    await sleep(50);
+  }
+  return false;
 }
 
 /** Stops a master (SIGTERM, then SIGKILL after 10 s). */
