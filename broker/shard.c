@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,10 +125,26 @@ shard_daemon(struct sockaddr_storage *ss, bool v6, bool serves_publish, size_t m
 	    MHD_OPTION_END);
 }
 
+/*
+ * Subscriber sockets are accepted with TCP_NODELAY (Linux copies it from the listening
+ * socket): a taken stream's writes are the broker's, never corked, and this saves a
+ * setsockopt per subscriber. libmicrohttpd assumes an accepted socket has it off; for
+ * what it still sends it turns it on (a no-op) or corks, which holds data either way.
+ */
+static void
+shard_nodelay(struct MHD_Daemon *d)
+{
+	const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_LISTEN_FD);
+	int on = 1;
+
+	if (di == NULL || setsockopt(di->listen_fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on) == -1)
+		log_warn("tcp nodelay on the listening socket: %s", strerror(errno));
+}
+
 /* Starts `threads` daemons on one port; the first one learns the port if it was 0. */
 static int
 shard_start_group(const char *spec, int count, bool serves_publish, size_t memory,
-    char *addr, size_t addrlen)
+    char *addr, size_t addrlen, bool nodelay)
 {
 	struct sockaddr_storage ss;
 	const union MHD_DaemonInfo *di;
@@ -143,6 +160,8 @@ shard_start_group(const char *spec, int count, bool serves_publish, size_t memor
 			return -1;
 		}
 		daemons[ndaemons++] = d;
+		if (nodelay)
+			shard_nodelay(d);
 		if (i == 0) {
 			di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
 			port = di != NULL ? di->port : 0;
@@ -182,12 +201,12 @@ shard_start_all(void)
 		int n = cpus < 1 ? 1 : cpus > SHARD_PUBLISH_MAX ? SHARD_PUBLISH_MAX : (int)cpus;
 
 		if (shard_start_group(pub, n, true, SHARD_PUBLISH_MEMORY, publish_addr,
-		    sizeof publish_addr) == -1)
+		    sizeof publish_addr, false) == -1)
 			return -1;
 		log_info("publish: listening on %s", publish_addr);
 	}
 	return shard_start_group(opt_str(OPT_LISTEN), shard_loops(), !separate,
-	    (size_t)opt(OPT_CONNECTION_MEMORY), listen_addr, sizeof listen_addr);
+	    (size_t)opt(OPT_CONNECTION_MEMORY), listen_addr, sizeof listen_addr, true);
 }
 
 /* The subscriber address with its real port, for the ready line. */

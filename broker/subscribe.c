@@ -191,15 +191,12 @@ subscribe_take(struct stream *s, struct MHD_Response *r, void **req_cls)
 {
 	char head[SUBSCRIBE_HEAD_MAX];
 	size_t len = subscribe_render_head(r, head, sizeof head);
-	int on = 1;
 
 	if (len == 0)
 		return MHD_NO;	/* not as a taken stream: MHD ends it */
 	conn_settled(s->conn);
 	conn_adopt(1);
 	atomic_fetch_add(&counters.connections, 1);	/* MHD's close notification takes its one off */
-	if (setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on) == -1)
-		log_debug("tcp nodelay: %s", strerror(errno));
 	*req_cls = NULL;
 	s->responding = true;
 	stream_take(s, head, len);
