@@ -243,10 +243,17 @@ conn_trim_due(unsigned drop)
 	return due;
 }
 
-/* A taken stream holds its socket (delta 1) or closed it (-1): still a file spent. */
+/*
+ * A taken stream holds its socket (delta 1) or closed it (-1): still a file spent, and
+ * still an open connection (MHD's close notification took its own count off).
+ */
 void
 conn_adopt(int delta)
 {
+	if (delta > 0)
+		atomic_fetch_add(&counters.connections, 1);
+	else
+		atomic_fetch_sub(&counters.connections, 1);
 	pthread_mutex_lock(&conn_lock);
 	adopted_total = (unsigned)((int)adopted_total + delta);
 	pthread_mutex_unlock(&conn_lock);

@@ -46,6 +46,8 @@ stream_new(const struct stream_opts *o)
 
 	if (s == NULL) {
 		jmap_sub_free(o->jmap);
+		if (o->own_fd)
+			close(o->fd);
 		return NULL;
 	}
 	s->kind = REQ_STREAM;
@@ -207,6 +209,19 @@ out:
 
 static size_t stream_fill(struct stream *s, char *buf, size_t max);
 
+/* A direct write left a rest (ch->lock held): from the first one on, the watcher learns when the socket takes more. */
+static void
+stream_kept_rest(struct stream *s)
+{
+	atomic_fetch_add(&streams_blocked, 1);	/* watched until the socket takes it */
+	if (s->watch_room || s->fd < 0)
+		return;
+	if (sockset_want_room(s->fd, s) == 0)
+		s->watch_room = true;
+	else	/* the slow-reader cut ends it after request_timeout */
+		log_warn("epoll_ctl mod: %s", strerror(errno));
+}
+
 /* Asks the watcher to end a taken stream: its own shutdown reads as a hang-up there. */
 static void
 stream_shut(struct stream *s)
@@ -256,11 +271,8 @@ stream_pump(struct stream *s, const char *head, size_t hlen)
 		hlen = 0;
 		if (r == DIRECT_FAILED)
 			s->closing = true;
-		else if (r == DIRECT_PENDING) {
-			atomic_fetch_add(&streams_blocked, 1);
-			if (!s->watch_room && sockset_want_room(s->fd, s) == 0)
-				s->watch_room = true;
-		}
+		else if (r == DIRECT_PENDING)
+			stream_kept_rest(s);
 	}
 	stream_shut(s);
 }
@@ -319,14 +331,7 @@ stream_push(struct stream *s, struct event *ev, uint64_t index)
 		s->closing = true;
 		return false;	/* the wake lets MHD end it */
 	case DIRECT_PENDING:
-		atomic_fetch_add(&streams_blocked, 1);	/* watched until the socket takes it */
-		/* From the first rest on, the watcher learns when the socket takes more. */
-		if (!s->watch_room && s->fd >= 0) {
-			if (sockset_want_room(s->fd, s) == 0)
-				s->watch_room = true;
-			else	/* the slow-reader cut ends it after request_timeout */
-				log_warn("epoll_ctl mod: %s", strerror(errno));
-		}
+		stream_kept_rest(s);
 		break;
 	case DIRECT_SENT:
 		break;

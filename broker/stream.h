@@ -114,7 +114,7 @@ struct stream_opts {
 	struct stream *owner;		/* makes a leg of this JMAP stream (attached to its own channel) */
 	bool longpoll;
 	bool direct_ok;			/* HTTP/1.1: direct chunk writes allowed */
-	bool own_fd;			/* fd is the broker's own duplicate: the stream may be taken over */
+	bool own_fd;			/* fd is the broker's own duplicate (stolen by stream_new, even when it fails): the stream may be taken over */
 };
 
 /* stream_attach()'s results besides 0. */

@@ -196,9 +196,7 @@ subscribe_take(struct stream *s, struct MHD_Response *r, void **req_cls)
 		return MHD_NO;	/* not as a taken stream: MHD ends it */
 	conn_settled(s->conn);
 	conn_adopt(1);
-	atomic_fetch_add(&counters.connections, 1);	/* MHD's close notification takes its one off */
 	*req_cls = NULL;
-	s->responding = true;
 	stream_take(s, head, len);
 	return MHD_NO;
 }
@@ -343,22 +341,29 @@ subscribe_go(struct stream *s, void **req_cls, const char *last_id, bool remote)
 }
 
 /*
- * A long-lived HTTP/1.1 stream is taken over at its 200 (subscribe_take): its socket is
- * duplicated now, so that the watcher registers the descriptor that stays. A long-poll
- * response stays MHD's (its connection carries the next poll), and so does an HTTP/1.0
- * one (not chunked) or any under an unknown libmicrohttpd.
+ * Makes the stream of a request (o; o->jmap is stolen) with its socket. Direct writes
+ * frame HTTP/1.1 chunks (HTTP/1.0 responses are not chunked); a JMAP stream's events
+ * are its own StateChanges, made under its lock, never written directly. A long-lived
+ * HTTP/1.1 stream is taken over at its 200 (subscribe_take): its socket is duplicated
+ * now, so that the watcher registers the descriptor that stays. A long-poll response
+ * stays MHD's (its connection carries the next poll), and so does an HTTP/1.0 one or
+ * any under an unknown libmicrohttpd.
  */
-static void
-subscribe_own_socket(struct stream_opts *o, const char *version)
+static struct stream *
+subscribe_stream_new(struct MHD_Connection *conn, const char *version, struct stream_opts *o)
 {
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	bool http11 = strcmp(version, MHD_HTTP_VERSION_1_1) == 0;
 	int dup;
 
-	if (!direct_allowed || o->fd < 0 || o->longpoll || strcmp(version, MHD_HTTP_VERSION_1_1) != 0)
-		return;
-	if ((dup = fcntl(o->fd, F_DUPFD_CLOEXEC, 0)) == -1)
-		return;		/* out of files: it stays MHD's */
-	o->fd = dup;
-	o->own_fd = true;
+	o->fd = ci != NULL ? ci->connect_fd : -1;
+	o->direct_ok = direct_allowed && o->fd >= 0 && o->jmap == NULL && http11;
+	if (direct_allowed && o->fd >= 0 && !o->longpoll && http11 &&
+	    (dup = fcntl(o->fd, F_DUPFD_CLOEXEC, 0)) != -1) {	/* out of files: it stays MHD's */
+		o->fd = dup;
+		o->own_fd = true;
+	}
+	return stream_new(o);
 }
 
 /* Drops a stream that never got attached, with its refusal for a while. */
@@ -395,29 +400,18 @@ subscribe_start(struct MHD_Connection *conn, const char *version, const char *na
 /*
  * Makes the stream of an authorised, parsed request (o; o->jmap is stolen), applies
  * the limits, attaches it to the channel for a client that last saw last_id and joins
- * it; the stream becomes the req_cls. JMAP streams are never written directly (each
- * event becomes their own StateChange in the reader).
+ * it; the stream becomes the req_cls.
  */
 enum MHD_Result
 subscribe_open(struct MHD_Connection *conn, const char *version, const char *name, size_t len,
     struct stream_opts *o, const char *last_id, void **req_cls)
 {
-	const union MHD_ConnectionInfo *ci;
 	struct channel *ch;
 	struct stream *s;
 	int pos;
 
-	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-	o->fd = ci != NULL ? ci->connect_fd : -1;
-	/* Direct writes frame HTTP/1.1 chunks (HTTP/1.0 responses are not chunked). */
-	o->direct_ok = direct_allowed && o->fd >= 0 && o->jmap == NULL &&
-	    strcmp(version, MHD_HTTP_VERSION_1_1) == 0;
-	subscribe_own_socket(o, version);
-	if ((s = stream_new(o)) == NULL) {
-		if (o->own_fd)
-			close(o->fd);
+	if ((s = subscribe_stream_new(conn, version, o)) == NULL)
 		return MHD_NO;
-	}
 	if (atomic_fetch_add(&counters.streams, 1) >= (unsigned long long)opt(OPT_MAX_CONNECTIONS))
 		return subscribe_refuse(s, MHD_HTTP_SERVICE_UNAVAILABLE, REFUSE_CONNECTIONS,
 		    "too many connections", conn);
@@ -460,7 +454,6 @@ subscribe_open_accounts(struct MHD_Connection *conn, const char *version, struct
 	const char *a = jmap_sub_accounts(o->jmap);
 	unsigned i, n = jmap_sub_naccounts(o->jmap);
 	struct stream_opts lo = { .conn = NULL, .fd = -1 };
-	const union MHD_ConnectionInfo *ci;
 	struct stream_legs *legs;
 	struct channel *ch;
 	struct stream *s, *l;
@@ -468,15 +461,8 @@ subscribe_open_accounts(struct MHD_Connection *conn, const char *version, struct
 	unsigned status = MHD_HTTP_SERVICE_UNAVAILABLE;
 	enum refuse_reason reason = REFUSE_CHANNELS;
 
-	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-	o->fd = ci != NULL ? ci->connect_fd : -1;
-	o->direct_ok = false;	/* its events are its own StateChanges, made in the reader's lock */
-	subscribe_own_socket(o, version);
-	if ((s = stream_new(o)) == NULL) {
-		if (o->own_fd)
-			close(o->fd);
+	if ((s = subscribe_stream_new(conn, version, o)) == NULL)
 		return MHD_NO;
-	}
 	if ((legs = calloc(1, sizeof *legs + n * sizeof legs->leg[0])) == NULL ||
 	    (ch = channel_private()) == NULL) {
 		free(legs);
@@ -549,6 +535,5 @@ subscribe_end_taken(struct stream *s)
 	subscribe_unlink(s);
 	stream_close_socket(s);
 	conn_adopt(-1);
-	atomic_fetch_sub(&counters.connections, 1);
 	stream_unref(s);
 }

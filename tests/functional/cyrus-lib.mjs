@@ -216,18 +216,12 @@ export async function runMaster(cy) {
 async function lmtpGreeting(port, ms) {
   const end = Date.now() + ms;
   while (Date.now() < end) {
-    const line = await new Promise((resolve) => {
-      const s = net.connect({ host: '127.0.0.1', port });
-      let buf = '';
-      const done = (v) => { clearTimeout(t); s.destroy(); resolve(v); };
-      const t = setTimeout(() => done(null), Math.max(0, end - Date.now()));
-      s.setEncoding('latin1');
-      s.on('data', (d) => { buf += d; if (buf.includes('\r\n')) { s.write('QUIT\r\n'); done(buf.slice(0, buf.indexOf('\r\n'))); } });
-      s.once('error', () => done(''));
-      s.once('close', () => done(''));
-    });
-    if (line && line.startsWith('220')) return true;
-    if (line === null) return false;
+    try {
+      const c = await lineClient(port);
+      try {
+        if ((await c.line(Math.max(1, end - Date.now()))).startsWith('220')) { c.write('QUIT\r\n'); return true; }
+      } finally { c.close(); }
+    } catch { /* refused, closed, or no line in time */ }
     await sleep(50);
   }
   return false;
