@@ -36,6 +36,13 @@
  *    redis_sub.c) and every joined stream's membership (s->bus_member). Other threads
  *    give it work only through one FIFO job queue (jobq.c) and an eventfd, and never
  *    wait for it: its answers come back as callbacks.
+ *  - the fan-out helpers (fanout.c): one thread per core beyond the first, idle until a
+ *    publisher appends an event to a channel of more than BROKER_DIRECT_FANOUT
+ *    subscribers; each then delivers a contiguous run of its subscriber list while the
+ *    publisher delivers the first run, holding ch->lock and waiting for every run
+ *    before it goes on. A helper so acts under the publisher's lock: it touches only
+ *    its run's streams, and the pool's mutex orders its accesses between the
+ *    publisher's.
  *
  * Who may write a subscriber's socket, and when:
  *  - libmicrohttpd (the stream's event loop), while the connection is not suspended;

@@ -20,5 +20,13 @@ int fanout(struct channel *ch, struct event *ev);
  * nobody. Called with ch->lock held, ev still in the ring.
  */
 char *fanout_reached(struct channel *ch, const struct event *ev);
+/*
+ * Starts the helper threads that share a big channel's fan-out with its publisher (one
+ * per core beyond the first); 0, or -1 with none left running. Without them (before,
+ * after fanout_stop, on one core) the publisher delivers alone.
+ */
+int fanout_start(void);
+/* Stops the helpers: after the last publisher. */
+void fanout_stop(void);
 
 #endif

@@ -17,6 +17,7 @@
 
 #include "bus.h"
 #include "channel.h"
+#include "fanout.h"
 #include "log.h"
 #include "upstream.h"
 #include "stream.h"
@@ -150,6 +151,7 @@ shutdown_broker(void)
 		stream_end_all(waited >= BROKER_STOP_GRACE_MS - 500);
 	}
 	shard_stop_all();
+	fanout_stop();		/* after the last publisher: the bus's thread and every loop are gone */
 	watcher_stop();
 	channel_table_free();
 }
@@ -313,7 +315,7 @@ main(int argc, char **argv)
 	/* The one place that chooses the bus: nothing else asks which one is active. */
 	bus = *opt_str(OPT_REDIS) != '\0' ? &bus_redis : &bus_local;
 	if (channel_table_init(bus->floor) == -1 ||
-	    bus->start() == -1 || watcher_start(subscribe_end_taken) == -1 || upstream_start() == -1 ||
+	    fanout_start() == -1 || bus->start() == -1 || watcher_start(subscribe_end_taken) == -1 || upstream_start() == -1 ||
 	    webpush_start() == -1 || shard_start_all() == -1)
 		fatal("start-up failed");
 	log_info("ready: listening on %s", shard_listen_addr());

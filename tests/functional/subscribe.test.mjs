@@ -159,15 +159,20 @@ test('event ids look like <12 hex>-<seq> and their seq grows', async () => {
 });
 
 test('a channel with more subscribers than the direct-write limit (256) gets every event, in order, on every stream', async () => {
-  // Small channels are written straight to the socket by the publisher; big fan-outs go
-  // through the event loops. Both must deliver the same bytes.
+  // Small channels are written straight to the socket by the publisher; a big fan-out is
+  // split between the publisher and the fan-out helper threads (one run of the list
+  // each). Both must deliver the same bytes, and the publish must count every run.
   const c = await startBroker(['--threads', '4']);
   const streams = [];
   try {
     for (let i = 0; i < 300; i++) streams.push(await subscribe(c, '/events/crowd'));
     await waitSubscribers(c, 'crowd', 300);
     const ids = [];
-    for (const d of ['one', 'two\nlines', 'three']) ids.push((await publishOk(c, 'crowd', d)).id);
+    for (const d of ['one', 'two\nlines', 'three']) {
+      const p = await publishOk(c, 'crowd', d);
+      assert.equal(p.subscribers, 300);
+      ids.push(p.id);
+    }
     for (const s of streams) {
       const got = await s.waitEvents(3);
       assert.deepEqual(got.map((e) => [e.id, e.data]), [[ids[0], 'one'], [ids[1], 'two\nlines'], [ids[2], 'three']]);
