@@ -492,7 +492,9 @@ redis_bus_on_wake(evutil_socket_t fd, short what, void *arg)
 	(void)arg;
 	if (read(fd, &v, sizeof v) < 0 && errno != EAGAIN)
 		log_warn("redis: wake read: %s", strerror(errno));
+	redis_link_defer_writes();	/* the drain's commands go out in one write per connection */
 	redis_bus_drain();
+	redis_link_flush();
 }
 
 /* A shard's link is up: announce this broker there, subscribe what its channels' members need. */

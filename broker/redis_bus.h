@@ -113,6 +113,8 @@ int redis_link_command_argv(unsigned shard, redisCallbackFn *fn, void *priv, int
     const size_t *lens);
 int redis_link_subscribe(unsigned shard, redisCallbackFn *fn, const char *verb, const char *key);
 unsigned redis_link_epoch(unsigned shard);
+void redis_link_defer_writes(void);
+void redis_link_flush(void);
 
 /* redis_counts.c */
 size_t redis_counts_field(char *buf, size_t len, const struct stream *s);	/* any thread */

@@ -404,6 +404,34 @@ redis_link_subscribe(unsigned shard, redisCallbackFn *fn, const char *verb, cons
 	return redis_conn_command_argv(shards[shard].sub, fn, NULL, 2, argv, lens);
 }
 
+/* Buffers every shard's commands until redis_link_flush (a drain of the job queue). */
+void
+redis_link_defer_writes(void)
+{
+	unsigned i;
+
+	for (i = 0; i < nshards; i++) {
+		if (shards[i].cmd != NULL)
+			redis_conn_defer_writes(shards[i].cmd);
+		if (shards[i].sub != NULL)
+			redis_conn_defer_writes(shards[i].sub);
+	}
+}
+
+/* Writes what every shard buffered since redis_link_defer_writes, one write each. */
+void
+redis_link_flush(void)
+{
+	unsigned i;
+
+	for (i = 0; i < nshards; i++) {
+		if (shards[i].cmd != NULL)
+			redis_conn_flush(shards[i].cmd);
+		if (shards[i].sub != NULL)
+			redis_conn_flush(shards[i].sub);
+	}
+}
+
 /* Writes ssepush_redis_shard_up, one sample per shard (any thread). */
 void
 redis_link_metrics(FILE *f)

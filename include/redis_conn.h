@@ -92,5 +92,16 @@ void redis_conn_fail(struct redis_conn *c, const char *why);
  * the attempts back to back: the backoff is then the owner's to keep.
  */
 void redis_conn_retry_now(struct redis_conn *c);
+/*
+ * Batching for an owner that sends several commands from outside hiredis's callbacks
+ * (a drain of its job queue): after redis_conn_defer_writes, commands are only
+ * buffered, and redis_conn_flush writes them all in one write, at once. hiredis alone
+ * would ask the loop to watch the socket for room at the first command and stop at
+ * the write: two epoll_ctl calls and a wake-up per batch, on a socket that has room.
+ * A rest the socket does not take is watched for as usual. A write error drops the
+ * connection as the loop's write would.
+ */
+void redis_conn_defer_writes(struct redis_conn *c);
+void redis_conn_flush(struct redis_conn *c);
 
 #endif
