@@ -260,3 +260,31 @@ test('a broker killed with SIGKILL stops being counted within seconds', async ()
     assert.equal(sA.events().length, total, sA.describe());
   } finally { await stopAll([A], r, streams); }
 });
+
+test('a batch far bigger than a socket buffer reaches Redis and the subscriber whole, in order (a write to Redis that leaves a rest is finished)', { timeout: 60000 }, async () => {
+  // The Redis thread buffers the commands of one drain of its job queue and writes them
+  // together (redis_conn_flush): the 20 x 500 KB of one batch come in a few drains of
+  // megabytes each, which a loopback socket does not take at once (strace: a 5.5 MB
+  // write took 5.2 MB). The rest must follow whole and in order, or events are lost,
+  // cut or the batch never gets its answer.
+  const r = await startRedis();
+  const b = await startRedisBroker(r, ['--max_message_size', '1m', '--history_size', '100']);
+  const streams = [];
+  try {
+    const s = await subscribeReady(b, 'bulk');
+    streams.push(s);
+    const pad = 'y'.repeat(500000);
+    const items = Array.from({ length: 20 }, (_, i) => ({ channel: 'bulk', data: `${i}:${pad}` }));
+    const res = await http(b.publishPort, '/publish', {
+      method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(items), timeout: 30000,
+    });
+    assert.equal(res.status, 200, `batch: status ${res.status}, body ${res.body.slice(0, 200)}`);
+    const ids = res.json.results.map((x) => x.id);
+    assert.equal(ids.length, 20);
+    const got = await s.waitEvents(20, 30000);
+    assert.deepEqual(got.map((e) => e.id), ids);
+    assert.deepEqual(got.map((e) => e.data), items.map((x) => x.data));
+  } finally {
+    await stopAll([b], r, streams);
+  }
+});
