@@ -853,11 +853,16 @@ export async function startSentinelGroup(opts = {}) {
   const nrep = opts.replicas ?? 1;
   const nsen = opts.sentinels ?? 3;
   const downAfter = opts.downAfterMs ?? 1000;
-  const primary = await startRedis({ tcp: true, args: opts.args });
+  // The sync settings are the serving side's: the primary's, and a replica's once a
+  // failover promotes it. Redis 7's default delay (5 s, for more replicas to join one
+  // transfer) made a replica that came after the first transfer began wait a second
+  // 5 s, past START_TIMEOUT on a loaded machine.
+  const sync = ['--repl-diskless-sync', 'yes', '--repl-diskless-sync-delay', '0'];
+  const primary = await startRedis({ tcp: true, args: [...sync, ...(opts.args || [])] });
   const servers = [primary];
   for (let i = 0; i < nrep; i++) {
     servers.push(await startRedis({ tcp: true, args: ['--replicaof', '127.0.0.1', String(primary.port),
-      '--repl-diskless-sync', 'yes', '--repl-diskless-sync-delay', '0', ...(opts.args || [])] }));
+      ...sync, ...(opts.args || [])] }));
   }
   await waitFor(async () => {
     const info = await redisCommand(primary.target, 'INFO', 'replication');
