@@ -422,6 +422,38 @@ test('several accounts: one stream follows every account the credentials name; e
   } finally { await c.stop(); }
 });
 
+test('several accounts: a leg on a channel big enough for the fan-out helpers gets its change, as every stream there does', { timeout: 60000 }, async () => {
+  // A channel of more than 256 subscribers has its list split between the publisher and
+  // the helper threads: a helper may feed a leg, which takes its JMAP stream's own
+  // channel lock under the account's (held by the publisher meanwhile).
+  const c = await startBroker(['--auth', 'token', '--token_secret', ACCT_SECRET]);
+  const streams = [];
+  try {
+    const [a, x] = [account('own'), account('crowd')];
+    await feed(c, a, { Email: '1' });
+    await feed(c, x, { Email: '1' });
+    // First in, so last in the list: the leg is in the last run, a helper's.
+    const multi = await jmapAccounts(c, accountsToken({ sub: a, channels: [a, x] }), [a, x]);
+    streams.push(multi);
+    const one = accountsToken({ sub: x, channels: [x] });
+    for (let i = 0; i < 300; i++) streams.push(await jmapAccounts(c, one, [x], undefined, {}, { count: false }));
+    await waitSubscribers(c, x, 301);
+    await waitSubscribers(c, a, 1);
+    for (const round of ['2', '3']) {
+      const p = await feed(c, x, { Email: round });
+      assert.equal(p.subscribers, 301);
+    }
+    for (const s of streams) {
+      await s.waitFor((v) => changes(v).length >= 2, 10000, 'both changes of the crowded account');
+      assert.deepEqual(changes(s).map((e) => e.changed), [{ [x]: { Email: '2' } }, { [x]: { Email: '3' } }]);
+    }
+    assert.equal(changes(multi)[1].id, `s1:${a};Email=1/${x};Email=3`);
+  } finally {
+    for (const s of streams) s.close();
+    await c.stop();
+  }
+});
+
 test('several accounts: a reconnect is told exactly what differs, per account, in one StateChange', async () => {
   const c = await startBroker(['--auth', 'token', '--token_secret', ACCT_SECRET, '--ping_min', '1']);
   try {
