@@ -1048,6 +1048,9 @@ report_stage(int g, double cpu)
 		put(pre, "deliv_rate", del_s > 0 ? (double)sh->received[g] / del_s : 0);
 	}
 	put(pre, "cpu_s", cpu);
+	/* Per delivered event: with one subscriber a channel, per publish (and, long-poll, per re-poll). */
+	if (sh->received[g] > 0)
+		put(pre, "cpu_us_per_event", cpu / (double)sh->received[g] * 1e6);
 }
 
 /* Median fan-out time of the broadcasts (publish sent to the last subscriber's receipt). */
@@ -1156,6 +1159,7 @@ run_connect(void)
 {
 	int64_t t0 = now_ns(), limit = t0 + (int64_t)(cfg.connect_timeout * 1e9), t1;
 	long rss0 = server_rss_kb(), rss1;
+	double cpu0 = server_cpu_s(), cpu;
 	uint64_t c;
 
 	__atomic_store_n(&sh->phase, PH_CONNECT, __ATOMIC_RELEASE);
@@ -1170,8 +1174,13 @@ run_connect(void)
 	rss1 = server_rss_kb();
 	put("", "rss_before_kb", (double)rss0);
 	put("", "rss_after_kb", (double)rss1);
-	if (c > 0)
+	/* The server's CPU for the connections (and the idle second after them). */
+	cpu = server_cpu_s() - cpu0;
+	put("", "connect_cpu_s", cpu);
+	if (c > 0) {
 		put("", "rss_per_sub_kb", (double)(rss1 - rss0) / (double)c);
+		put("", "cpu_us_per_conn", cpu / (double)c * 1e6);
+	}
 }
 
 /* Sums the per-process counters and prints them; reaps the children. */

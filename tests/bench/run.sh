@@ -400,18 +400,23 @@ echo "|---|---|---|---|---|"
 awk -F'\t' '
 	BEGIN {
 		split("a connect_rate connections/s|a rss_per_sub_kb KB RSS per subscriber|" \
+		    "a cpu_us_per_conn server CPU us per connection|" \
 		    "b fanout_rate deliveries/s (fan-out)|b bcast.p50_ms p50 ms|b bcast.p99_ms p99 ms|" \
 		    "b bcast.max_ms max ms|b lost events lost|" \
 		    "c full.deliv_rate events/s full speed|c full.p50_ms p50 ms full speed|" \
 		    "c full.p99_ms p99 ms full speed|c paced.p50_ms p50 ms at 2000/s|" \
 		    "c paced.p99_ms p99 ms at 2000/s|c lost events lost|c cpu_s server CPU s|" \
+		    "c full.cpu_us_per_event server CPU us per event full speed|" \
 		    "d pub.pub_rate publish requests/s|d cpu_s server CPU s|" \
 		    "e lp.p50_ms p50 ms|e lp.p99_ms p99 ms|e lost events lost|" \
+		    "e lp.cpu_us_per_event server CPU us per event and re-poll|" \
 		    "f storm_reconnect_s s until all reconnected|f storm_caughtup_s s until all caught up|" \
 		    "f lost events lost|f dup duplicates|" \
 		    "g full.deliv_rate events/s|g full.p99_ms p99 ms|g lost events lost|" \
+		    "g full.cpu_us_per_event server CPU us per event (all procs)|" \
 		    "g2 full.deliv_rate events/s|g2 full.p99_ms p99 ms|g2 lost events lost|" \
 		    "h connect_rate connections/s|h rss_per_sub_kb KB RSS per subscriber|h connected subscribers connected|" \
+		    "h cpu_us_per_conn server CPU us per connection (all procs)|" \
 		    "i fanout_ms ms until the last receipt|i fanout_rate deliveries/s (fan-out)|i bcast.p50_ms p50 ms|i lost events lost", rows, "|")
 	}
 	NR > 1 { val[$1 " " $2] = $3 "\t" $4 "\t" $5 }
