@@ -137,15 +137,12 @@ fanout_shared(struct channel *ch, struct event *ev, uint64_t index, bool direct_
 	}
 	pool.busy = true;
 	size = ch->nsubs / (pool.n + 1) + 1;
-	for (i = 0; i < size && m != NULL; i++)	/* the caller's part: the head */
-		m = m->next;
-	for (k = 0; k < pool.n; k++) {
-		pool.part[k].from = m;
-		pool.part[k].count = size;
+	for (k = 0; k < pool.n; k++) {	/* the caller's part is the head, before part[0] */
 		for (i = 0; i < size && m != NULL; i++)
 			m = m->next;
+		pool.part[k].from = m;
+		pool.part[k].count = k + 1 < pool.n ? size : SIZE_MAX;	/* the last takes what is left */
 	}
-	pool.part[pool.n - 1].count = SIZE_MAX;	/* the last takes whatever is left */
 	pool.ev = ev;
 	pool.index = index;
 	pool.direct_ok = direct_ok;
@@ -184,6 +181,7 @@ fanout(struct channel *ch, struct event *ev)
 		n = fanout_run(ch->subs, SIZE_MAX, ev, index, direct_ok);
 	return n;
 }
+
 /* Which sessions an event reached, for web push's per-session offline rule. */
 char *
 fanout_reached(struct channel *ch, const struct event *ev)

@@ -314,8 +314,8 @@ main(int argc, char **argv)
 	conn_init(auth_trusted());
 	/* The one place that chooses the bus: nothing else asks which one is active. */
 	bus = *opt_str(OPT_REDIS) != '\0' ? &bus_redis : &bus_local;
-	if (channel_table_init(bus->floor) == -1 ||
-	    fanout_start() == -1 || bus->start() == -1 || watcher_start(subscribe_end_taken) == -1 || upstream_start() == -1 ||
+	if (channel_table_init(bus->floor) == -1 || fanout_start() == -1 || bus->start() == -1 ||
+	    watcher_start(subscribe_end_taken) == -1 || upstream_start() == -1 ||
 	    webpush_start() == -1 || shard_start_all() == -1)
 		fatal("start-up failed");
 	log_info("ready: listening on %s", shard_listen_addr());

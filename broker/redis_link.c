@@ -404,32 +404,32 @@ redis_link_subscribe(unsigned shard, redisCallbackFn *fn, const char *verb, cons
 	return redis_conn_command_argv(shards[shard].sub, fn, NULL, 2, argv, lens);
 }
 
-/* Buffers every shard's commands until redis_link_flush (a drain of the job queue). */
-void
-redis_link_defer_writes(void)
+/* Runs fn on every shard's two connections. */
+static void
+redis_link_each_conn(void (*fn)(struct redis_conn *))
 {
 	unsigned i;
 
 	for (i = 0; i < nshards; i++) {
 		if (shards[i].cmd != NULL)
-			redis_conn_defer_writes(shards[i].cmd);
+			fn(shards[i].cmd);
 		if (shards[i].sub != NULL)
-			redis_conn_defer_writes(shards[i].sub);
+			fn(shards[i].sub);
 	}
+}
+
+/* Buffers every shard's commands until redis_link_flush (a drain of the job queue). */
+void
+redis_link_defer_writes(void)
+{
+	redis_link_each_conn(redis_conn_defer_writes);
 }
 
 /* Writes what every shard buffered since redis_link_defer_writes, one write each. */
 void
 redis_link_flush(void)
 {
-	unsigned i;
-
-	for (i = 0; i < nshards; i++) {
-		if (shards[i].cmd != NULL)
-			redis_conn_flush(shards[i].cmd);
-		if (shards[i].sub != NULL)
-			redis_conn_flush(shards[i].sub);
-	}
+	redis_link_each_conn(redis_conn_flush);
 }
 
 /* Writes ssepush_redis_shard_up, one sample per shard (any thread). */
