@@ -591,6 +591,19 @@ auth_subscriber(struct MHD_Connection *conn, const char *channel, size_t len,
 	return -1;
 }
 
+/*
+ * The token a subscribe request that auth_subscriber let through presented (borrowed
+ * from MHD), or NULL when the auth mode asks for none: a kept long-poll connection
+ * checks it again at every poll it reads itself (repoll.c).
+ */
+const char *
+auth_subscriber_token(struct MHD_Connection *conn)
+{
+	struct auth_result r;
+
+	return auth.mode == AUTH_TOKEN ? auth_token_find(conn, &r) : NULL;
+}
+
 /* --- publishers ------------------------------------------------------------------ */
 
 /* Compares a presented secret with ours in time that depends only on our length. */

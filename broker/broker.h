@@ -179,6 +179,8 @@ struct counters {
 	atomic_ullong header_timeouts;	/* connections that did not finish a request within header_timeout */
 	atomic_ullong slow_readers;	/* streams cut: their socket took nothing for request_timeout */
 	atomic_ullong heads_too_large[HEAD_COUNT];	/* request heads over connection_memory */
+	atomic_ullong repolls;		/* long-polls the broker read on a kept connection itself (repoll.c) */
+	atomic_ullong repoll_handed_back;	/* next requests of kept connections handed back to libmicrohttpd */
 };
 #define COUNTERS_BUCKETS { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5 }
 
@@ -243,6 +245,7 @@ int auth_init(const struct config *c);
 void auth_free(void);
 int auth_subscriber(struct MHD_Connection *conn, const char *channel, size_t len,
     struct auth_result *r);
+const char *auth_subscriber_token(struct MHD_Connection *conn);
 int auth_publisher(struct MHD_Connection *conn, struct auth_result *r);
 enum MHD_Result auth_refuse(struct MHD_Connection *conn, const struct auth_result *r);
 void auth_client_addr(struct MHD_Connection *conn, char *buf, size_t len);
@@ -267,7 +270,15 @@ void conn_expire(uint32_t now);
 
 /* watcher.c */
 struct stream;
-int watcher_start(void (*end_taken)(struct stream *));
+/* What the watcher calls above it: subscribe.c's end of a taken stream, repoll.c's connections. */
+struct watcher_hooks {
+	void (*end_taken)(struct stream *);
+	void (*repoll_event)(void *repoll, uint32_t events);
+	void (*repoll_tick)(uint32_t now);	/* once a second */
+	void (*repoll_reap)(void);		/* between two waits */
+	void (*repoll_close_all)(void);		/* once stopped */
+};
+int watcher_start(const struct watcher_hooks *hooks);
 void watcher_stop(void);
 int watcher_watch(struct stream *s);
 void watcher_forget(struct stream *s);
@@ -285,6 +296,10 @@ enum MHD_Result subscribe_open_accounts(struct MHD_Connection *conn, const char 
 enum MHD_Result subscribe_resumed(struct MHD_Connection *conn, void **req_cls);
 void subscribe_completed(struct stream *s);
 void subscribe_end_taken(struct stream *s);
+struct repoll;
+struct stream *subscribe_repoll_open(struct repoll *r, const char *last_id);
+void subscribe_repoll_go(struct stream *s, const char *last_id);
+void subscribe_end_poll(struct stream *s);
 
 /* publish.c */
 enum MHD_Result publish_handle(struct MHD_Connection *conn, const char *url,

@@ -6,6 +6,7 @@
 #include "direct.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,13 +34,17 @@ direct_keep(struct direct *d, const struct iovec *iov, int n, size_t total, size
 	return 0;
 }
 
-/* One sendmsg; what the socket does not take is kept for direct_flush. */
-enum direct_result
-direct_write(struct direct *d, int fd, const char *raw, size_t rawlen, const char *frame, size_t len)
+/*
+ * One sendmsg of raw, then frame as a chunk (none if NULL), then the last chunk if
+ * last; what the socket does not take is kept for direct_flush.
+ */
+static enum direct_result
+direct_send(struct direct *d, int fd, const char *raw, size_t rawlen, const char *frame, size_t len,
+    bool last)
 {
 	char head[24];
-	struct iovec iov[4];
-	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 4 };
+	struct iovec iov[5];
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 5 };
 	size_t total;
 	ssize_t n;
 
@@ -51,9 +56,11 @@ direct_write(struct direct *d, int fd, const char *raw, size_t rawlen, const cha
 	iov[2].iov_len = len;
 	iov[3].iov_base = (void *)"\r\n";
 	iov[3].iov_len = 2;
+	iov[4].iov_base = (void *)"0\r\n\r\n";
+	iov[4].iov_len = last ? 5 : 0;
 	if (frame == NULL)	/* the raw bytes alone */
 		iov[1].iov_len = iov[3].iov_len = 0;
-	total = rawlen + iov[1].iov_len + len + iov[3].iov_len;
+	total = rawlen + iov[1].iov_len + len + iov[3].iov_len + iov[4].iov_len;
 	n = sendmsg(fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
 	if (n == -1 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 		return DIRECT_FAILED;
@@ -61,7 +68,19 @@ direct_write(struct direct *d, int fd, const char *raw, size_t rawlen, const cha
 		n = 0;
 	if ((size_t)n == total)
 		return DIRECT_SENT;
-	return direct_keep(d, iov, 4, total, (size_t)n) == 0 ? DIRECT_PENDING : DIRECT_FAILED;
+	return direct_keep(d, iov, 5, total, (size_t)n) == 0 ? DIRECT_PENDING : DIRECT_FAILED;
+}
+
+enum direct_result
+direct_write(struct direct *d, int fd, const char *raw, size_t rawlen, const char *frame, size_t len)
+{
+	return direct_send(d, fd, raw, rawlen, frame, len, false);
+}
+
+enum direct_result
+direct_write_end(struct direct *d, int fd, const char *raw, size_t rawlen, const char *frame, size_t len)
+{
+	return direct_send(d, fd, raw, rawlen, frame, len, true);
 }
 
 /* A chunk with nothing before it. */

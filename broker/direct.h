@@ -29,6 +29,9 @@ enum direct_result direct_chunk(struct direct *d, int fd, const char *frame, siz
  * frame sends the raw bytes alone (no chunk), an empty one the last chunk "0\r\n\r\n". */
 enum direct_result direct_write(struct direct *d, int fd, const char *raw, size_t rawlen,
     const char *frame, size_t len);
+/* direct_write, then the last chunk "0\r\n\r\n": a response's end in the same send. */
+enum direct_result direct_write_end(struct direct *d, int fd, const char *raw, size_t rawlen,
+    const char *frame, size_t len);
 /* Sends more of the kept rest: SENT once all is out (d idle again), PENDING, or FAILED. */
 enum direct_result direct_flush(struct direct *d, int fd);
 /* Whether a rest is still waiting for the socket. */

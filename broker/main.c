@@ -19,9 +19,25 @@
 #include "channel.h"
 #include "fanout.h"
 #include "log.h"
+#include "repoll.h"
 #include "upstream.h"
 #include "stream.h"
 #include "webpush.h"
+
+static void
+main_repoll_event(void *r, uint32_t events)
+{
+	repoll_event(r, events);
+}
+
+/* The watcher's calls into the layers above it. */
+static const struct watcher_hooks watcher_hooks = {
+	.end_taken = subscribe_end_taken,
+	.repoll_event = main_repoll_event,
+	.repoll_tick = repoll_tick,
+	.repoll_reap = repoll_reap,
+	.repoll_close_all = repoll_close_all,
+};
 
 static const char *config_path;
 static int override_argc;
@@ -150,6 +166,7 @@ shutdown_broker(void)
 		 * (MHD must not stop with a suspended connection). */
 		stream_end_all(waited >= BROKER_STOP_GRACE_MS - 500);
 	}
+	repoll_stop();		/* nothing goes back to the loops from here */
 	shard_stop_all();
 	fanout_stop();		/* after the last publisher: the bus's thread and every loop are gone */
 	watcher_stop();
@@ -315,7 +332,7 @@ main(int argc, char **argv)
 	/* The one place that chooses the bus: nothing else asks which one is active. */
 	bus = *opt_str(OPT_REDIS) != '\0' ? &bus_redis : &bus_local;
 	if (channel_table_init(bus->floor) == -1 || fanout_start() == -1 || bus->start() == -1 ||
-	    watcher_start(subscribe_end_taken) == -1 || upstream_start() == -1 ||
+	    watcher_start(&watcher_hooks) == -1 || upstream_start() == -1 ||
 	    webpush_start() == -1 || shard_start_all() == -1)
 		fatal("start-up failed");
 	log_info("ready: listening on %s", shard_listen_addr());

@@ -97,6 +97,8 @@ ops_metrics(struct MHD_Connection *conn)
 	ops_metric(f, "pending_refused_total", "counter", "Connections closed at accept: too many not yet answered (max_pending_per_address, or the files streams need).", atomic_load(&counters.pending_refused));
 	ops_metric(f, "header_timeouts_total", "counter", "Connections closed because a request took longer than header_timeout.", atomic_load(&counters.header_timeouts));
 	ops_heads(f);
+	ops_metric(f, "longpoll_reads_total", "counter", "Long-polls the broker read itself on a kept connection (no libmicrohttpd round).", atomic_load(&counters.repolls));
+	ops_metric(f, "longpoll_handed_back_total", "counter", "Next requests of kept long-poll connections that went back to libmicrohttpd (not the same poll, a limit, a token to check again).", atomic_load(&counters.repoll_handed_back));
 	ops_metric(f, "slow_readers_total", "counter", "Streams ended because their socket took nothing for request_timeout while data waited.", atomic_load(&counters.slow_readers));
 	bus->metrics(f);
 	webpush_metrics(f);

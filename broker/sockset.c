@@ -47,13 +47,27 @@ sockset_add(int fd, void *ptr)
 }
 
 /*
- * Room to write as well. Modifying the registration reports a socket that is writable
- * already, so room that came before the call is not missed.
+ * Room to write as well (and input, for a kept long-poll connection's). Modifying the
+ * registration reports a socket that is writable already, so room that came before
+ * the call is not missed.
  */
 int
-sockset_want_room(int fd, void *ptr)
+sockset_want_room(int fd, void *ptr, bool input)
 {
-	struct epoll_event ev = { .events = EPOLLRDHUP | EPOLLOUT | EPOLLET, .data.ptr = ptr };
+	struct epoll_event ev = { .events = EPOLLRDHUP | EPOLLOUT | EPOLLET | (input ? EPOLLIN : 0),
+	    .data.ptr = ptr };
+
+	return epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev);
+}
+
+/*
+ * Input as well, reporting ptr from now on (a kept long-poll connection's next
+ * request). Like any modification, it reports data that came before the call.
+ */
+int
+sockset_watch_input(int fd, void *ptr)
+{
+	struct epoll_event ev = { .events = EPOLLRDHUP | EPOLLIN | EPOLLET, .data.ptr = ptr };
 
 	return epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev);
 }

@@ -6,6 +6,7 @@
 #ifndef SSEPUSH_SOCKSET_H
 #define SSEPUSH_SOCKSET_H
 
+#include <stdbool.h>
 #include <sys/epoll.h>
 
 /* Creates the set with its stop event (reported with a NULL pointer). 0, or -1 (errno). */
@@ -14,8 +15,10 @@ int sockset_open(void);
 void sockset_close(void);
 /* Watches fd for hang-ups, edge triggered, reporting ptr. 0, or -1 (errno). */
 int sockset_add(int fd, void *ptr);
-/* Watches fd for room to write too. 0, or -1 (errno). */
-int sockset_want_room(int fd, void *ptr);
+/* Watches fd for room to write too (and input). 0, or -1 (errno). */
+int sockset_want_room(int fd, void *ptr, bool input);
+/* Watches fd for input too, reporting ptr (and whatever is there already). 0, or -1 (errno). */
+int sockset_watch_input(int fd, void *ptr);
 /* Stops watching fd. */
 void sockset_del(int fd);
 /* Waits up to ms for events; as epoll_wait. */

@@ -20,6 +20,7 @@
 #include "bus.h"
 #include "jmap.h"
 #include "log.h"
+#include "repoll.h"
 #include "sockset.h"
 #include "sse.h"
 
@@ -48,6 +49,8 @@ stream_new(const struct stream_opts *o)
 		jmap_sub_free(o->jmap);
 		if (o->own_fd)
 			close(o->fd);
+		if (o->repoll != NULL)
+			repoll_unref(o->repoll);
 		return NULL;
 	}
 	s->kind = REQ_STREAM;
@@ -61,6 +64,8 @@ stream_new(const struct stream_opts *o)
 	s->longpoll = o->longpoll;
 	s->direct_ok = o->direct_ok;
 	s->own_fd = o->own_fd;
+	s->repoll = o->repoll;
+	s->polls = o->polls;
 	wheel_node_init(&s->wnode);
 	if ((o->session != NULL && (s->session = strdup(o->session)) == NULL) ||
 	    (o->origins != NULL && (s->origins = strdup(o->origins)) == NULL)) {
@@ -111,6 +116,8 @@ stream_free(struct stream *s)
 	jmap_sub_free(s->jmap);
 	if (s->own_fd && s->fd >= 0)
 		close(s->fd);
+	if (s->repoll != NULL)
+		repoll_unref(s->repoll);	/* the last one of a closed record frees it */
 	if (s->leg)
 		stream_unref(s->acct.owner);	/* may bury it: the watcher frees it next */
 	else
@@ -216,7 +223,7 @@ stream_kept_rest(struct stream *s)
 	atomic_fetch_add(&streams_blocked, 1);	/* watched until the socket takes it */
 	if (s->watch_room || s->fd < 0)
 		return;
-	if (sockset_want_room(s->fd, s) == 0)
+	if (sockset_want_room(s->fd, s->polls ? (void *)s->repoll : s, s->polls) == 0)
 		s->watch_room = true;
 	else	/* the slow-reader cut ends it after request_timeout */
 		log_warn("epoll_ctl mod: %s", strerror(errno));
@@ -232,6 +239,36 @@ stream_shut(struct stream *s)
 	/* A socket the peer reset says ENOTCONN, and still wakes its pollers (inet_shutdown). */
 	if (shutdown(s->fd, SHUT_RDWR) == -1 && errno != ENOTCONN)
 		log_warn("shutdown of a stream's socket: %s", strerror(errno));
+}
+
+/*
+ * A poll of a kept long-poll connection is answered, its last chunk out (ch->lock
+ * held): the connection is idle from now (repoll_tick), and a next request that came
+ * meanwhile is read now (the watcher left it, edge triggered, for this moment).
+ */
+static void
+stream_poll_finished(struct stream *s)
+{
+	if (s->poll_done)
+		return;
+	s->poll_done = true;
+	atomic_store(&s->repoll->idle_since, clock_sec() + 1);
+	if (s->poll_input)
+		repoll_rearm(s->repoll);
+}
+
+/* The watcher has the next request of s's connection: whether s's answer is out (else it is read once it is). */
+bool
+stream_poll_answered(struct stream *s)
+{
+	bool done;
+
+	pthread_mutex_lock(&s->ch->lock);
+	done = s->poll_done;
+	if (!done)
+		s->poll_input = true;
+	pthread_mutex_unlock(&s->ch->lock);
+	return done;
 }
 
 /*
@@ -255,18 +292,27 @@ stream_pump(struct stream *s, const char *head, size_t hlen)
 			return;
 		}
 		if (s->finished) {	/* the last chunk is out */
+			if (s->polls && !atomic_load(&streams_ending)) {
+				stream_poll_finished(s);	/* the connection stays for the next poll */
+				return;
+			}
 			stream_shut(s);
 			return;
 		}
 		if ((n = stream_fill(s, buf, sizeof buf)) > 0) {
 			s->last_send = clock_sec();
 			s->ping_due = false;
-		} else if (atomic_load(&streams_ending))
+			if (s->longpoll && s->sent)
+				s->finished = true;	/* a long-poll's answer: its end goes in the same send */
+		} else if (atomic_load(&streams_ending) || (s->longpoll && s->sent))
 			s->finished = true;	/* the empty chunk ends the response */
 		else if (hlen == 0)
 			return;		/* nothing to send: idle until the next wake */
 		/* The head alone if there is nothing yet (a stream always has its preamble). */
-		r = direct_write(&s->direct, s->fd, head, hlen, n > 0 || s->finished ? buf : NULL, n);
+		if (n > 0 && s->finished)
+			r = direct_write_end(&s->direct, s->fd, head, hlen, buf, n);
+		else
+			r = direct_write(&s->direct, s->fd, head, hlen, n > 0 || s->finished ? buf : NULL, n);
 		head = NULL;
 		hlen = 0;
 		if (r == DIRECT_FAILED)
@@ -354,7 +400,12 @@ stream_deliver(struct stream *s, struct event *ev, uint64_t index, bool direct_o
 {
 	/* A long-poll response still ends through MHD: the event goes out at once, then
 	 * the wake lets the reader return the end of the stream. A taken stream has no
-	 * event loop to hand a big fan-out to: it is written here either way. */
+	 * event loop to hand a big fan-out to: it is written here either way; a taken
+	 * long-poll writes its answer and its end in one send (stream_pump). */
+	if (s->taken && s->longpoll) {
+		stream_wake(s);
+		return;
+	}
 	if ((!direct_ok && !s->taken) || !stream_push(s, ev, index) || s->longpoll)
 		stream_wake(s);
 }
@@ -802,7 +853,7 @@ stream_hangup(struct stream *s)
 
 	pthread_mutex_lock(&s->ch->lock);
 	if (!s->dead && s->taken)
-		end = true;
+		end = !s->polls;	/* a kept long-poll connection's record sees it too, and ends it */
 	else if (!s->dead) {
 		s->closing = true;
 		stream_wake(s);
@@ -821,11 +872,45 @@ void
 stream_take(struct stream *s, const char *head, size_t len)
 {
 	pthread_mutex_lock(&s->ch->lock);
+	if (s->repoll != NULL && !s->polls && repoll_bind(s->repoll, s) == 0) {
+		s->polls = true;	/* the record owns the socket from now */
+		s->own_fd = false;
+	}
 	s->taken = true;
 	s->suspended = true;	/* what stream_push asks: MHD writes nothing */
 	s->conn = NULL;
 	stream_pump(s, head, len);
 	pthread_mutex_unlock(&s->ch->lock);
+}
+
+void
+stream_answer_raw(struct stream *s, const char *raw, size_t len)
+{
+	pthread_mutex_lock(&s->ch->lock);
+	if (!s->dead) {
+		s->taken = true;
+		s->suspended = true;
+		s->conn = NULL;
+		s->finished = true;
+		switch (direct_write(&s->direct, s->fd, raw, len, NULL, 0)) {
+		case DIRECT_FAILED:
+			s->closing = true;
+			break;
+		case DIRECT_PENDING:
+			stream_kept_rest(s);
+			break;
+		case DIRECT_SENT:
+			break;
+		}
+		stream_pump(s, NULL, 0);
+	}
+	pthread_mutex_unlock(&s->ch->lock);
+}
+
+bool
+stream_ending(void)
+{
+	return atomic_load(&streams_ending);
 }
 
 /* Nobody writes a detached stream's socket any more: close it now, not when reaped. */

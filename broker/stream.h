@@ -22,9 +22,11 @@
 
 struct MHD_Connection;
 struct jmap_sub;
+struct repoll;
 
 /* What a request's MHD req_cls points at: each kind starts with this. */
-enum req_kind { REQ_STREAM = 1, REQ_PUBLISH, REQ_HEADERS, REQ_BAD_LINE, REQ_WEBPUSH, REQ_UPSTREAM };
+enum req_kind { REQ_STREAM = 1, REQ_PUBLISH, REQ_HEADERS, REQ_BAD_LINE, REQ_WEBPUSH, REQ_UPSTREAM,
+	REQ_REPOLL };	/* REQ_REPOLL: not a request's, a long-poll connection's (repoll.h), in the sockset */
 
 /* Why a stream gets "event: reset" (the reason string in its data). */
 enum reset_reason { RESET_UNKNOWN, RESET_EXPIRED, RESET_LAGGED, RESET_UNAVAILABLE };
@@ -64,6 +66,7 @@ struct stream {
 	void *bus_member;		/* the bus implementation's state for this stream (bus only) */
 	struct MHD_Response *head;	/* borrowed: its header list is freed at the first read */
 	struct jmap_sub *jmap;		/* owned: a JMAP stream's state (jmap_stream.c), else NULL */
+	struct repoll *repoll;		/* referenced: the long-poll connection it answers a poll of (repoll.h), or NULL */
 	union {
 		struct stream *owner;		/* a leg: the JMAP stream it feeds (referenced) */
 		struct stream_legs *legs;	/* a JMAP stream of several accounts: owned; else NULL */
@@ -95,7 +98,10 @@ struct stream {
 	bool own_fd;			/* fd is the broker's duplicate of the socket (closed with the stream) */
 	bool taken;			/* the broker answered the 200 itself and MHD let go: it writes everything */
 	bool shut;			/* taken: the socket is shut down, the watcher ends the stream */
-	bool finished;			/* taken: the last chunk is written (SIGTERM) */
+	bool finished;			/* taken: the last chunk is written (SIGTERM; a long-poll's answer) */
+	bool polls;			/* repoll is bound: its record owns the socket and the sockset entry */
+	bool poll_done;			/* polls: the whole answer is out, the connection waits for the next poll */
+	bool poll_input;		/* polls: the next request came before this answer was out */
 	uint8_t small;			/* small frames still to send */
 	uint8_t small_off;		/* bytes of the first of them already sent */
 	uint8_t reset_reason;		/* enum reset_reason */
@@ -115,6 +121,8 @@ struct stream_opts {
 	bool longpoll;
 	bool direct_ok;			/* HTTP/1.1: direct chunk writes allowed */
 	bool own_fd;			/* fd is the broker's own duplicate (stolen by stream_new, even when it fails): the stream may be taken over */
+	struct repoll *repoll;		/* a long-poll connection the broker may keep (its reference is stolen), or NULL */
+	bool polls;			/* repoll is bound already: a poll the broker read itself (fd is the record's) */
 };
 
 /* stream_attach()'s results besides 0. */
@@ -179,6 +187,15 @@ bool stream_hangup(struct stream *s);
  * the broker writes everything, head first, and the caller lets MHD drop its connection.
  */
 void stream_take(struct stream *s, const char *head, size_t len);
+/*
+ * A poll's whole answer in raw bytes (a refusal of a poll the broker read itself): sent
+ * like a head, then the connection waits for the next poll.
+ */
+void stream_answer_raw(struct stream *s, const char *raw, size_t len);
+/* The watcher has the next request of a kept long-poll connection: whether s, its poll, is answered. */
+bool stream_poll_answered(struct stream *s);
+/* Whether every stream is ending (SIGTERM). */
+bool stream_ending(void);
 /* Closes a taken stream's socket once it is detached (the watcher, ending it). */
 void stream_close_socket(struct stream *s);
 /* The watcher saw the socket writable: sends more of a direct write's rest. */

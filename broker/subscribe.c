@@ -24,6 +24,7 @@
 #include "jmap.h"
 #include "log.h"
 #include "names.h"
+#include "repoll.h"
 #include "replay.h"
 #include "stream.h"
 
@@ -138,7 +139,7 @@ subscribe_refuse_for_now(struct MHD_Connection *conn, unsigned status, enum refu
 	return reply_retry(conn, BROKER_RETRY_MS + (unsigned)(random() % (BROKER_RETRY_MS / 2 + 1)), msg);
 }
 
-struct subscribe_head { char *p; size_t len, max; };
+struct subscribe_head { char *p; size_t len, max; bool cors_only; };
 
 /* Appends one "Name: value" line of the response's header list to a head. */
 static enum MHD_Result
@@ -148,6 +149,8 @@ subscribe_head_line(void *cls, enum MHD_ValueKind kind, const char *name, const 
 	int n;
 
 	(void)kind;
+	if (h->cors_only && strncasecmp(name, "Access-Control-", 15) != 0 && strcasecmp(name, "Vary") != 0)
+		return MHD_YES;
 	n = snprintf(h->p + h->len, h->max - h->len, "%s: %s\r\n", name, value);
 	if (n < 0 || (size_t)n >= h->max - h->len)
 		return MHD_NO;
@@ -155,26 +158,68 @@ subscribe_head_line(void *cls, enum MHD_ValueKind kind, const char *name, const 
 	return MHD_YES;
 }
 
-/*
- * The head libmicrohttpd 0.9.75 would send for r (status line, Date, the list, chunked
- * framing) into buf; returns its length, or 0 if it does not fit.
- */
+/* A status line and libmicrohttpd's Date line into buf; returns its length, or 0. */
 static size_t
-subscribe_render_head(struct MHD_Response *r, char *buf, size_t max)
+subscribe_status_line(const char *status, char *buf, size_t max)
 {
-	struct subscribe_head h = { .p = buf, .max = max };
 	time_t now = time(NULL);
 	struct tm tm;
+	char date[40];
+	int n;
 
 	gmtime_r(&now, &tm);
-	h.len = strftime(buf, max, "HTTP/1.1 200 OK\r\nDate: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
-	if (h.len == 0 || MHD_get_response_headers(r, subscribe_head_line, &h) < 0)
+	if (strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm) == 0)
 		return 0;
+	n = snprintf(buf, max, "HTTP/1.1 %s\r\nDate: %s\r\n", status, date);
+	return n > 0 && (size_t)n < max ? (size_t)n : 0;
+}
+
+/*
+ * The header lines libmicrohttpd 0.9.75 would send for r after Date (the list, chunked
+ * framing, the blank line) into buf, or only the CORS ones (no framing, no blank line);
+ * returns their length, or 0 if they do not fit.
+ */
+static size_t
+subscribe_render_lines(struct MHD_Response *r, char *buf, size_t max, bool cors_only)
+{
+	struct subscribe_head h = { .p = buf, .max = max, .cors_only = cors_only };
+
+	buf[0] = '\0';
+	if (MHD_get_response_headers(r, subscribe_head_line, &h) < 0)
+		return 0;
+	if (cors_only)
+		return h.len + 1;	/* may be "": its NUL counts */
 	if (subscribe_head_line(&h, MHD_HEADER_KIND, "Transfer-Encoding", "chunked") != MHD_YES ||
 	    h.max - h.len < 3)
 		return 0;
 	memcpy(buf + h.len, "\r\n", 3);
 	return h.len + 2;
+}
+
+/* The head libmicrohttpd 0.9.75 would send for r into buf; returns its length, or 0 if it does not fit. */
+static size_t
+subscribe_render_head(struct MHD_Response *r, char *buf, size_t max)
+{
+	size_t n = subscribe_status_line("200 OK", buf, max), m;
+
+	if (n == 0 || (m = subscribe_render_lines(r, buf + n, max - n, false)) == 0)
+		return 0;
+	return n + m;
+}
+
+/*
+ * A kept long-poll connection (s->repoll) learns the first poll's answer head and
+ * filters; 0, or -1: it is not kept (the connection ends after this answer).
+ */
+static int
+subscribe_keep_poll(struct stream *s, struct MHD_Response *r)
+{
+	char lines[SUBSCRIBE_HEAD_MAX], cors[SUBSCRIBE_HEAD_MAX];
+
+	if (subscribe_render_lines(r, lines, sizeof lines, false) == 0 ||
+	    subscribe_render_lines(r, cors, sizeof cors, true) == 0)
+		return -1;
+	return repoll_set_stream(s->repoll, s, lines, cors);
 }
 
 /*
@@ -194,6 +239,10 @@ subscribe_take(struct stream *s, struct MHD_Response *r, void **req_cls)
 
 	if (len == 0)
 		return MHD_NO;	/* not as a taken stream: MHD ends it */
+	if (s->repoll != NULL && subscribe_keep_poll(s, r) == -1) {
+		repoll_unref(s->repoll);	/* never bound: only s knew it */
+		s->repoll = NULL;
+	}
 	conn_settled(s->conn);
 	conn_adopt(1);
 	*req_cls = NULL;
@@ -231,6 +280,18 @@ subscribe_respond(struct stream *s, void **req_cls)
 	return ret;
 }
 
+static void subscribe_repoll_answer(struct stream *s);
+
+/* The join (and a JMAP stream's fetch) answered for o: its request runs again, or a poll the broker read is answered. */
+static void
+subscribe_waited(struct stream *o)
+{
+	if (o->polls)
+		subscribe_repoll_answer(o);
+	else
+		MHD_resume_connection(o->conn);
+}
+
 /*
  * A JMAP stream's stored state is in (or could not be read): installed, then the last
  * of the join, this fetch and the handler to finish answers. The request's own
@@ -243,7 +304,7 @@ subscribe_jmap_fetched(struct stream *s, int status, const char *json, size_t le
 
 	stream_jmap_ready(s, status, json, len);
 	if (atomic_fetch_sub(&o->join_wait, 1) == 1)
-		MHD_resume_connection(o->conn);
+		subscribe_waited(o);
 }
 
 /*
@@ -269,7 +330,7 @@ subscribe_joined(struct stream *s, int status)
 	} else if (jmap)
 		parties = 2;		/* no fetch after a failed join: its share goes too */
 	if (atomic_fetch_sub(&o->join_wait, parties) == parties)
-		MHD_resume_connection(o->conn);	/* the handler suspended: it runs again */
+		subscribe_waited(o);	/* the handler suspended: it runs again */
 }
 
 /*
@@ -350,7 +411,8 @@ subscribe_go(struct stream *s, void **req_cls, const char *last_id, bool remote)
  * any under an unknown libmicrohttpd.
  */
 static struct stream *
-subscribe_stream_new(struct MHD_Connection *conn, const char *version, struct stream_opts *o)
+subscribe_stream_new(struct MHD_Connection *conn, const char *version, struct stream_opts *o,
+    const char *name, size_t len)
 {
 	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
 	bool http11 = strcmp(version, MHD_HTTP_VERSION_1_1) == 0;
@@ -358,10 +420,18 @@ subscribe_stream_new(struct MHD_Connection *conn, const char *version, struct st
 
 	o->fd = ci != NULL ? ci->connect_fd : -1;
 	o->direct_ok = direct_allowed && o->fd >= 0 && o->jmap == NULL && http11;
-	if (direct_allowed && o->fd >= 0 && !o->longpoll && http11 &&
+	/* A long-poll on a channel may keep its connection (repoll.h): taken over too. */
+	if (o->direct_ok && o->longpoll && name != NULL)
+		o->repoll = repoll_new(conn, o->fd, name, len, auth_subscriber_token(conn));
+	if (direct_allowed && o->fd >= 0 && (!o->longpoll || o->repoll != NULL) && http11 &&
 	    (dup = fcntl(o->fd, F_DUPFD_CLOEXEC, 0)) != -1) {	/* out of files: it stays MHD's */
 		o->fd = dup;
 		o->own_fd = true;
+		if (o->repoll != NULL)
+			o->repoll->fd = dup;
+	} else if (o->repoll != NULL) {
+		repoll_unref(o->repoll);
+		o->repoll = NULL;
 	}
 	return stream_new(o);
 }
@@ -410,7 +480,7 @@ subscribe_open(struct MHD_Connection *conn, const char *version, const char *nam
 	struct stream *s;
 	int pos;
 
-	if ((s = subscribe_stream_new(conn, version, o)) == NULL)
+	if ((s = subscribe_stream_new(conn, version, o, o->jmap == NULL ? name : NULL, len)) == NULL)
 		return MHD_NO;
 	if (atomic_fetch_add(&counters.streams, 1) >= (unsigned long long)opt(OPT_MAX_CONNECTIONS))
 		return subscribe_refuse(s, MHD_HTTP_SERVICE_UNAVAILABLE, REFUSE_CONNECTIONS,
@@ -461,7 +531,7 @@ subscribe_open_accounts(struct MHD_Connection *conn, const char *version, struct
 	unsigned status = MHD_HTTP_SERVICE_UNAVAILABLE;
 	enum refuse_reason reason = REFUSE_CHANNELS;
 
-	if ((s = subscribe_stream_new(conn, version, o)) == NULL)
+	if ((s = subscribe_stream_new(conn, version, o, NULL, 0)) == NULL)
 		return MHD_NO;
 	if ((legs = calloc(1, sizeof *legs + n * sizeof legs->leg[0])) == NULL ||
 	    (ch = channel_private()) == NULL) {
@@ -535,5 +605,105 @@ subscribe_end_taken(struct stream *s)
 	subscribe_unlink(s);
 	stream_close_socket(s);
 	conn_adopt(-1);
+	stream_unref(s);
+}
+
+/* --- polls the broker read itself (repoll.c) --------------------------------------- */
+
+/*
+ * The answer of a poll the broker read, once its join is confirmed: the 200 head the
+ * first poll had (a fresh Date), then whatever is there. A join the bus refused gets
+ * what subscribe_refuse_for_now gives libmicrohttpd's requests: reply_retry's stream
+ * for an EventSource, else 503 with its JSON reason; the connection stays for the next.
+ */
+static void
+subscribe_repoll_answer(struct stream *s)
+{
+	static const char why[] = "the bus could not confirm the subscription (redis unavailable)";
+	const struct repoll *r = s->repoll;
+	char out[SUBSCRIBE_HEAD_MAX * 2 + 512], body[256];
+	size_t n;
+	int b, m;
+	unsigned retry = BROKER_RETRY_MS + (unsigned)(random() % (BROKER_RETRY_MS / 2 + 1));
+
+	if ((n = subscribe_status_line(s->join_status == 0 || r->eventsource ? "200 OK" :
+	    "503 Service Unavailable", out, sizeof out)) == 0)
+		return;		/* cannot happen: out is big enough */
+	if (s->join_status == 0) {
+		m = snprintf(out + n, sizeof out - n, "%s", r->lines);
+		stream_take(s, out, n + (size_t)m);
+		return;
+	}
+	atomic_fetch_add(&counters.refused[REFUSE_BUS], 1);
+	if (r->eventsource) {
+		b = snprintf(body, sizeof body, "retry: %u\n: ssepush: refused for now (%s); retry in %u ms\n\n",
+		    retry, why, retry);
+		m = snprintf(out + n, sizeof out - n, "Retry-After: %s\r\n%s%x\r\n%s\r\n0\r\n\r\n",
+		    BROKER_RETRY_AFTER, r->lines, (unsigned)b, body);
+	} else {
+		atomic_fetch_add(&counters.rejected, 1);
+		b = snprintf(body, sizeof body, "{\"error\":\"%s\"}", why);
+		m = snprintf(out + n, sizeof out - n, "Content-Type: application/json\r\n"
+		    "Cache-Control: no-store\r\nRetry-After: %s\r\n%sContent-Length: %d\r\n\r\n%s",
+		    BROKER_RETRY_AFTER, r->cors, b, body);
+	}
+	stream_answer_raw(s, out, n + (size_t)m);
+}
+
+/*
+ * The next poll of a kept connection, read by the watcher with last_id: its stream,
+ * made as subscribe_open makes one, with the first poll's choices, and attached; or
+ * NULL when a limit refuses it, and nothing was done (libmicrohttpd gets the request
+ * back and refuses it as usual).
+ */
+struct stream *
+subscribe_repoll_open(struct repoll *r, const char *last_id)
+{
+	struct stream_opts o = { .fd = r->fd, .session = r->session, .origins = r->origins,
+	    .ping = r->ping, .longpoll = true, .direct_ok = true, .repoll = r, .polls = true };
+	struct channel *ch;
+	struct stream *s;
+
+	atomic_fetch_add(&r->refs, 1);	/* the stream's, stolen by stream_new */
+	if ((s = stream_new(&o)) == NULL)
+		return NULL;
+	if (atomic_fetch_add(&counters.streams, 1) >= (unsigned long long)opt(OPT_MAX_CONNECTIONS) ||
+	    (ch = channel_get(r->channel, r->chlen, true)) == NULL) {
+		atomic_fetch_sub(&counters.streams, 1);
+		stream_free(s);
+		return NULL;
+	}
+	if (stream_attach(s, ch, last_id) == STREAM_FULL) {
+		atomic_fetch_sub(&counters.streams, 1);
+		stream_free(s);
+		return NULL;
+	}
+	return s;
+}
+
+/* The poll, its request consumed: watched for pings, joined (with its replay), answered. */
+void
+subscribe_repoll_go(struct stream *s, const char *last_id)
+{
+	bool remote;
+
+	pthread_mutex_lock(&s->ch->lock);
+	remote = s->pending;	/* the bus must say what the client missed */
+	pthread_mutex_unlock(&s->ch->lock);
+	(void)watcher_watch(s);	/* the ping wheel only: the record's socket is in the set */
+	atomic_store(&s->join_wait, 2);
+	s->join_asked = true;
+	bus->join(s, subscribe_joined);
+	if (remote)
+		bus->replay(s, last_id, replay_done);	/* after the join: one FIFO for both */
+	if (atomic_fetch_sub(&s->join_wait, 1) == 1)
+		subscribe_repoll_answer(s);
+}
+
+/* Ends a kept connection's poll (the watcher): unlinked, the socket's reference dropped; the socket is the record's. */
+void
+subscribe_end_poll(struct stream *s)
+{
+	subscribe_unlink(s);
 	stream_unref(s);
 }

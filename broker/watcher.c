@@ -27,7 +27,7 @@ static pthread_t thread;
 static bool running;
 static pthread_mutex_t wheel_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct wheel wheel;		/* under wheel_lock */
-static void (*end_taken)(struct stream *);	/* set once at start */
+static const struct watcher_hooks *hooks;	/* set once at start */
 
 /*
  * Starts watching a new stream: its socket for hang-ups (edge triggered, registered
@@ -40,7 +40,7 @@ static void (*end_taken)(struct stream *);	/* set once at start */
 int
 watcher_watch(struct stream *s)
 {
-	if (s->fd >= 0 && sockset_add(s->fd, s) == -1) {
+	if (s->fd >= 0 && !s->polls && sockset_add(s->fd, s) == -1) {
 		log_warn("epoll_ctl add: %s", strerror(errno));
 		return -1;
 	}
@@ -59,7 +59,7 @@ watcher_forget(struct stream *s)
 	pthread_mutex_lock(&wheel_lock);
 	wheel_remove(&wheel, &s->wnode);
 	pthread_mutex_unlock(&wheel_lock);
-	if (s->fd >= 0)
+	if (s->fd >= 0 && !s->polls)	/* a kept long-poll connection's entry is its record's */
 		sockset_del(s->fd);
 }
 
@@ -98,14 +98,17 @@ watcher_main(void *arg)
 	(void)arg;
 	for (;;) {
 		stream_reap();
+		hooks->repoll_reap();
 		n = sockset_wait(evs, WATCHER_EVENTS, 250);
 		for (i = 0; i < n; i++) {
 			if (evs[i].data.ptr == NULL)
 				return NULL;	/* stop requested */
-			if (!(evs[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+			if (*(enum req_kind *)evs[i].data.ptr == REQ_REPOLL)
+				hooks->repoll_event(evs[i].data.ptr, evs[i].events);
+			else if (!(evs[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
 				stream_flush(evs[i].data.ptr);	/* a direct write's rest */
 			else if (stream_hangup(evs[i].data.ptr))
-				end_taken(evs[i].data.ptr);	/* a taken stream: its end is here */
+				hooks->end_taken(evs[i].data.ptr);	/* a taken stream: its end is here */
 		}
 		now = clock_sec();
 		/* Catch up on missed seconds, at most one full turn of the wheel. */
@@ -115,6 +118,7 @@ watcher_main(void *arg)
 			conn_expire(now);	/* deadlines are whole seconds */
 		while ((int32_t)(now - last) > 0) {
 			watcher_tick(++last);
+			hooks->repoll_tick(last);
 			stream_cut_slow(last, (uint32_t)opt(OPT_REQUEST_TIMEOUT));
 			/* After a flood of connections left libmicrohttpd, give their memory back. */
 			if (conn_trim_due(WATCHER_TRIM_DROP))
@@ -129,11 +133,11 @@ watcher_main(void *arg)
 	}
 }
 
-/* Creates the epoll set and starts the thread; end ends a taken stream (subscribe.c, above this file). */
+/* Creates the epoll set and starts the thread; h is what it calls above this file. */
 int
-watcher_start(void (*end)(struct stream *))
+watcher_start(const struct watcher_hooks *h)
 {
-	end_taken = end;
+	hooks = h;
 	if (sockset_open() == -1) {
 		log_error("watcher: %s", strerror(errno));
 		return -1;
@@ -155,6 +159,7 @@ watcher_stop(void)
 			log_warn("watcher stop: %s", strerror(errno));
 		pthread_join(thread, NULL);
 		running = false;
+		hooks->repoll_close_all();
 	}
 	stream_reap();
 	sockset_close();

@@ -1,0 +1,542 @@
+/*
+ * Long-poll connections the broker keeps (repoll.h): the first poll's request as
+ * libmicrohttpd parsed it, the watcher's reading of the next one and its comparison,
+ * the hand-back of anything else to libmicrohttpd, and the connection's end (hang-up,
+ * idle past header_timeout, SIGTERM).
+ *
+ * The next request is read with MSG_PEEK and consumed only once the broker has taken
+ * it on, so that a request it does not take goes back to libmicrohttpd whole, still in
+ * the socket. It is taken on only if it is byte for byte the first request as
+ * libmicrohttpd parsed it (its arguments, then its headers, in order) but for the last
+ * event id (Last-Event-ID, ?last_event_id=), so everything decided from the first one
+ * (auth mode and peer, filters, ping, CORS) holds; the token is checked again, since
+ * it may have expired meanwhile. The parser is stricter than libmicrohttpd (no folded
+ * or padded lines, no control bytes, nothing after the head): a request it would read
+ * differently is handed back, never taken on. Every piece is bounded by REPOLL_HEAD_MAX.
+ */
+#include "repoll.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "broker.h"
+#include "log.h"
+#include "sockset.h"
+
+#define REPOLL_HEAD_MAX 8192		/* the most of a next request the watcher reads (on its stack) */
+#define REPOLL_TMPL_MAX 4096		/* a first request's arguments and headers, kept per connection */
+#define REPOLL_ID_MAX 256		/* a last event id longer than this goes to libmicrohttpd */
+
+static pthread_mutex_t list_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct repoll *open_list;	/* bound, not closed; under list_lock */
+static bool stopping;			/* under list_lock: the loops are stopping */
+static struct repoll *grave;		/* closed this loop, watcher only */
+
+/* The first request, as a template being built. */
+struct repoll_tmpl {
+	char buf[REPOLL_TMPL_MAX];
+	size_t len;
+	bool bad;			/* not a request the broker can compare */
+};
+
+/* Appends "name\0value\0". */
+static void
+repoll_tmpl_add(struct repoll_tmpl *t, const char *name, const char *value)
+{
+	size_t n = strlen(name) + 1, v;
+
+	if (value == NULL) {	/* "?a" without "=": not compared */
+		t->bad = true;
+		return;
+	}
+	v = strlen(value) + 1;
+	if (t->len + n + v > sizeof t->buf) {
+		t->bad = true;
+		return;
+	}
+	memcpy(t->buf + t->len, name, n);
+	memcpy(t->buf + t->len + n, value, v);
+	t->len += n + v;
+}
+
+static enum MHD_Result
+repoll_tmpl_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	(void)kind;
+	if (strcmp(key, "last_event_id") != 0)
+		repoll_tmpl_add(cls, key, value);
+	return MHD_YES;
+}
+
+/*
+ * A request with a body or that ends its connection is not kept, and neither is one
+ * whose headers the broker would read otherwise than libmicrohttpd.
+ */
+static enum MHD_Result
+repoll_tmpl_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	struct repoll_tmpl *t = cls;
+
+	(void)kind;
+	if (strcasecmp(key, "Content-Length") == 0 || strcasecmp(key, "Transfer-Encoding") == 0 ||
+	    strcasecmp(key, "Expect") == 0 || strcasecmp(key, "Upgrade") == 0 ||
+	    (strcasecmp(key, "Connection") == 0 && value != NULL &&
+	    (strcasestr(value, "close") != NULL || strcasestr(value, "upgrade") != NULL)))
+		t->bad = true;
+	else if (strcasecmp(key, "Last-Event-ID") != 0)
+		repoll_tmpl_add(t, key, value);
+	return MHD_YES;
+}
+
+static void
+repoll_free(struct repoll *r)
+{
+	pthread_mutex_destroy(&r->lock);
+	free(r->channel);
+	free(r->token);
+	free(r->session);
+	free(r->origins);
+	free(r->lines);
+	free(r->cors);
+	free(r->tmpl);
+	free(r);
+}
+
+struct repoll *
+repoll_new(struct MHD_Connection *conn, int fd, const char *channel, size_t chlen, const char *token)
+{
+	const union MHD_ConnectionInfo *d = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_DAEMON);
+	const union MHD_ConnectionInfo *a = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const char *accept = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept");
+	struct repoll_tmpl t = { .len = 0 };
+	struct repoll *r;
+	socklen_t alen;
+
+	if (d == NULL || a == NULL || a->client_addr == NULL)
+		return NULL;
+	alen = a->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, repoll_tmpl_arg, &t);
+	MHD_get_connection_values(conn, MHD_HEADER_KIND, repoll_tmpl_header, &t);
+	if (t.bad || (r = calloc(1, sizeof *r)) == NULL)
+		return NULL;
+	r->kind = REQ_REPOLL;
+	atomic_init(&r->refs, 1);
+	pthread_mutex_init(&r->lock, NULL);
+	r->fd = fd;
+	r->daemon = d->daemon;
+	memcpy(&r->addr, a->client_addr, alen);
+	r->addrlen = alen;
+	r->eventsource = accept != NULL && strcasestr(accept, "text/event-stream") != NULL;
+	r->chlen = chlen;
+	if ((r->channel = malloc(chlen + 1)) == NULL || (r->tmpl = malloc(t.len + 1)) == NULL ||
+	    (token != NULL && (r->token = strdup(token)) == NULL)) {
+		repoll_free(r);
+		return NULL;
+	}
+	memcpy(r->channel, channel, chlen);
+	r->channel[chlen] = '\0';
+	memcpy(r->tmpl, t.buf, t.len);
+	r->tmpl_len = t.len;
+	return r;
+}
+
+int
+repoll_set_stream(struct repoll *r, const struct stream *s, const char *lines, const char *cors)
+{
+	r->ping = s->ping;
+	if ((s->session != NULL && (r->session = strdup(s->session)) == NULL) ||
+	    (s->origins != NULL && (r->origins = strdup(s->origins)) == NULL) ||
+	    (r->lines = strdup(lines)) == NULL || (r->cors = strdup(cors)) == NULL)
+		return -1;
+	return 0;
+}
+
+int
+repoll_bind(struct repoll *r, struct stream *s)
+{
+	pthread_mutex_lock(&r->lock);
+	r->s = s;
+	if (sockset_watch_input(r->fd, r) == -1) {
+		pthread_mutex_unlock(&r->lock);
+		log_warn("epoll_ctl mod: %s", strerror(errno));
+		return -1;
+	}
+	r->bound = true;
+	atomic_fetch_add(&r->refs, 1);	/* the connection's */
+	pthread_mutex_unlock(&r->lock);
+	pthread_mutex_lock(&list_lock);
+	r->prev = NULL;
+	r->next = open_list;
+	if (open_list != NULL)
+		open_list->prev = r;
+	open_list = r;
+	pthread_mutex_unlock(&list_lock);
+	return 0;
+}
+
+void
+repoll_rearm(struct repoll *r)
+{
+	if (sockset_watch_input(r->fd, r) == -1)
+		log_warn("epoll_ctl mod: %s", strerror(errno));
+}
+
+void
+repoll_unref(struct repoll *r)
+{
+	if (atomic_fetch_sub(&r->refs, 1) == 1)
+		repoll_free(r);
+}
+
+/* Off the open list (the watcher). */
+static void
+repoll_unlist(struct repoll *r)
+{
+	pthread_mutex_lock(&list_lock);
+	if (r->prev != NULL)
+		r->prev->next = r->next;
+	else
+		open_list = r->next;
+	if (r->next != NULL)
+		r->next->prev = r->prev;
+	r->prev = r->next = NULL;
+	pthread_mutex_unlock(&list_lock);
+}
+
+/* Ends the connection's poll, if any (r->lock held). */
+static void
+repoll_end_poll(struct repoll *r)
+{
+	struct stream *s = r->s;
+
+	r->s = NULL;
+	if (s != NULL)
+		subscribe_end_poll(s);
+}
+
+/* Takes r out of the sockset and the open list; its memory waits for the next loop. */
+static void
+repoll_retire(struct repoll *r)
+{
+	r->closed = true;
+	conn_adopt(-1);
+	repoll_unlist(r);
+	r->grave_next = grave;
+	grave = r;
+}
+
+/* The connection ended: its poll, then its socket (r->lock held). */
+static void
+repoll_close(struct repoll *r)
+{
+	repoll_end_poll(r);
+	sockset_del(r->fd);
+	close(r->fd);
+	r->fd = -1;
+	repoll_retire(r);
+}
+
+/*
+ * The next request is not one the broker takes on: the socket goes back to
+ * libmicrohttpd with the request unread in it, as a new connection (r->lock held).
+ */
+static void
+repoll_hand_back(struct repoll *r)
+{
+	int fd = r->fd;
+
+	repoll_end_poll(r);
+	sockset_del(fd);
+	r->fd = -1;
+	repoll_retire(r);
+	atomic_fetch_add(&counters.repoll_handed_back, 1);
+	pthread_mutex_lock(&list_lock);
+	if (stopping)
+		close(fd);
+	else if (MHD_add_connection(r->daemon, fd, (const struct sockaddr *)&r->addr, r->addrlen) != MHD_YES)
+		log_debug("long-poll connection: libmicrohttpd did not take it back (%s)", strerror(errno));
+	pthread_mutex_unlock(&list_lock);	/* libmicrohttpd closed fd if it failed */
+}
+
+/* The next request as the broker read it. */
+struct repoll_req {
+	size_t head_len;
+	const char *last_id;		/* in the peeked buffer, or NULL */
+};
+
+static bool
+repoll_tchar(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	    (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/* Compares name and value with the template's next entry at *pos; advances it. */
+static bool
+repoll_next_is(const struct repoll *r, size_t *pos, const char *name, const char *value)
+{
+	const char *p = r->tmpl + *pos;
+	size_t n, v;
+
+	if (*pos >= r->tmpl_len)
+		return false;
+	n = strlen(p) + 1;
+	v = strlen(p + n) + 1;
+	if (strcmp(p, name) != 0 || strcmp(p + n, value) != 0)
+		return false;
+	*pos += n + v;
+	return true;
+}
+
+/* '+' is a space in a query (as libmicrohttpd reads it), then the broker's percent-decoding. */
+static void
+repoll_unescape_arg(char *s)
+{
+	char *p;
+
+	for (p = s; *p != '\0'; p++)
+		if (*p == '+')
+			*p = ' ';
+	request_unescape(NULL, NULL, s);
+}
+
+/* The query (NUL-terminated, in place): the template's arguments, and perhaps last_event_id. */
+static bool
+repoll_match_query(const struct repoll *r, char *q, size_t *pos, const char **last_id)
+{
+	char *amp, *eq;
+
+	while (q != NULL && *q != '\0') {
+		if ((amp = strchr(q, '&')) != NULL)
+			*amp++ = '\0';
+		if ((eq = strchr(q, '=')) == NULL || eq == q)
+			return false;	/* "?a", "?=b": libmicrohttpd's own reading */
+		*eq++ = '\0';
+		repoll_unescape_arg(q);
+		repoll_unescape_arg(eq);
+		if (strcmp(q, "last_event_id") == 0)
+			*last_id = eq;
+		else if (!repoll_next_is(r, pos, q, eq))
+			return false;
+		q = amp;
+	}
+	return true;
+}
+
+/* The request line "GET /events/<channel>[?query] HTTP/1.1" (NUL-terminated, in place). */
+static bool
+repoll_match_line(const struct repoll *r, char *line, size_t *pos, const char **last_id)
+{
+	char *target, *end, *query;
+	const char *p;
+	size_t n;
+
+	if (strncmp(line, "GET /events/", 12) != 0)
+		return false;
+	target = line + 4;
+	if ((end = strchr(target, ' ')) == NULL || strcmp(end, " HTTP/1.1") != 0)
+		return false;
+	*end = '\0';
+	for (p = target; *p != '\0'; p++)
+		if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f || *p == '#')
+			return false;
+	if ((query = strchr(target, '?')) != NULL)
+		*query++ = '\0';
+	n = request_unescape(NULL, NULL, target + 8);
+	if (n != r->chlen || memcmp(target + 8, r->channel, n) != 0)
+		return false;
+	return repoll_match_query(r, query, pos, last_id);
+}
+
+/*
+ * Whether buf[0..n) (a copy) starts with a whole request the broker takes on: 1 (q
+ * filled), 0 (not all of it yet), -1 (libmicrohttpd's).
+ */
+static int
+repoll_match(const struct repoll *r, char *buf, size_t n, struct repoll_req *q)
+{
+	char *end, *line, *next, *colon, *v, *e;
+	const char *header_id = NULL, *arg_id = NULL;
+	size_t pos = 0;
+
+	if (n < 12)
+		return memcmp(buf, "GET /events/", n) == 0 ? 0 : -1;
+	if (memcmp(buf, "GET /events/", 12) != 0)
+		return -1;
+	if ((end = memmem(buf, n, "\r\n\r\n", 4)) == NULL)
+		return n >= REPOLL_HEAD_MAX ? -1 : 0;
+	q->head_len = (size_t)(end - buf) + 4;
+	if (q->head_len != n || memchr(buf, '\0', n) != NULL)
+		return -1;	/* pipelined, or a NUL: libmicrohttpd's */
+	end[2] = '\0';		/* the head is now lines ending in "\r\n", then NUL */
+	for (line = buf; *line != '\0'; line = next) {
+		if ((e = strstr(line, "\r\n")) == NULL)
+			return -1;
+		*e = '\0';
+		next = e + 2;
+		if (memchr(line, '\n', (size_t)(e - line)) != NULL || memchr(line, '\r', (size_t)(e - line)) != NULL)
+			return -1;
+		if (line == buf) {
+			if (!repoll_match_line(r, line, &pos, &arg_id))
+				return -1;
+			continue;
+		}
+		if ((colon = strchr(line, ':')) == NULL || colon == line)
+			return -1;
+		*colon = '\0';
+		for (v = line; v < colon; v++)
+			if (!repoll_tchar((unsigned char)*v))
+				return -1;
+		for (v = colon + 1; *v == ' ' || *v == '\t'; v++)
+			;
+		for (e = v; *e != '\0'; e++)
+			if (((unsigned char)*e < 0x20 && *e != '\t') || *e == 0x7f)
+				return -1;
+		if (e > v && (e[-1] == ' ' || e[-1] == '\t'))
+			return -1;	/* libmicrohttpd may keep or trim it: not compared */
+		if (strcasecmp(line, "Last-Event-ID") == 0) {
+			if (header_id != NULL)
+				return -1;
+			header_id = v;
+		} else if (!repoll_next_is(r, &pos, line, v))
+			return -1;
+	}
+	if (pos != r->tmpl_len)
+		return -1;
+	q->last_id = header_id != NULL ? header_id : arg_id;	/* as subscribe_start reads them */
+	if (q->last_id != NULL && strlen(q->last_id) > REPOLL_ID_MAX)
+		return -1;
+	return 1;
+}
+
+/*
+ * The socket has data: once the poll's answer is out, the next request is read (not
+ * consumed) and either taken on as the next poll or handed back (r->lock held).
+ */
+static void
+repoll_read(struct repoll *r)
+{
+	char buf[REPOLL_HEAD_MAX + 1];
+	struct repoll_req q;
+	struct auth_result ar;
+	ssize_t n;
+	int m;
+
+	if (r->s != NULL && !stream_poll_answered(r->s))
+		return;		/* its end re-arms the socket (repoll_rearm) */
+	repoll_end_poll(r);
+	if (stream_ending()) {
+		repoll_close(r);
+		return;
+	}
+	n = recv(r->fd, buf, REPOLL_HEAD_MAX, MSG_PEEK | MSG_DONTWAIT);
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+		repoll_close(r);
+		return;
+	}
+	if (n < 0)
+		return;
+	buf[n] = '\0';
+	if ((m = repoll_match(r, buf, (size_t)n, &q)) == 0)
+		return;		/* the rest of the head wakes the watcher again */
+	if (m < 0 || (r->token != NULL && auth_token_check(r->token, r->channel, r->chlen, &ar) == -1) ||
+	    (r->s = subscribe_repoll_open(r, q.last_id)) == NULL) {
+		repoll_hand_back(r);	/* libmicrohttpd answers it, refusals included */
+		return;
+	}
+	/* Taken on: consumed without a copy (TCP discards with MSG_TRUNC). */
+	if (recv(r->fd, buf, q.head_len, MSG_TRUNC | MSG_DONTWAIT) != (ssize_t)q.head_len) {
+		repoll_close(r);
+		return;
+	}
+	atomic_store(&r->idle_since, 0);
+	atomic_fetch_add(&counters.repolls, 1);
+	subscribe_repoll_go(r->s, q.last_id);
+}
+
+void
+repoll_event(struct repoll *r, uint32_t events)
+{
+	pthread_mutex_lock(&r->lock);
+	if (r->closed)
+		;		/* closed earlier in this batch */
+	else if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		repoll_close(r);
+	else {
+		if ((events & EPOLLOUT) && r->s != NULL)
+			stream_flush(r->s);
+		if (events & EPOLLIN)
+			repoll_read(r);
+	}
+	pthread_mutex_unlock(&r->lock);
+}
+
+/*
+ * A kept connection has header_timeout for its next request after an answer, as
+ * libmicrohttpd's (conn.c); without one, request_timeout, libmicrohttpd's idle limit.
+ * Shut down here, it ends through its hang-up.
+ */
+void
+repoll_tick(uint32_t now)
+{
+	uint32_t limit = (uint32_t)(opt(OPT_HEADER_TIMEOUT) > 0 ? opt(OPT_HEADER_TIMEOUT) : opt(OPT_REQUEST_TIMEOUT));
+	struct repoll *r;
+	unsigned idle;
+
+	if (limit == 0)
+		return;
+	pthread_mutex_lock(&list_lock);
+	for (r = open_list; r != NULL; r = r->next) {
+		idle = atomic_load(&r->idle_since);
+		if (idle != 0 && now + 1 - idle >= limit) {
+			atomic_store(&r->idle_since, 0);	/* once */
+			if (shutdown(r->fd, SHUT_RDWR) == 0)
+				atomic_fetch_add(&counters.header_timeouts, 1);
+		}
+	}
+	pthread_mutex_unlock(&list_lock);
+}
+
+void
+repoll_reap(void)
+{
+	struct repoll *r;
+
+	while ((r = grave) != NULL) {
+		grave = r->grave_next;
+		repoll_unref(r);	/* the connection's */
+	}
+}
+
+void
+repoll_stop(void)
+{
+	pthread_mutex_lock(&list_lock);
+	stopping = true;
+	pthread_mutex_unlock(&list_lock);
+}
+
+void
+repoll_close_all(void)
+{
+	struct repoll *r;
+
+	for (;;) {
+		pthread_mutex_lock(&list_lock);
+		r = open_list;
+		pthread_mutex_unlock(&list_lock);
+		if (r == NULL)
+			break;
+		pthread_mutex_lock(&r->lock);
+		repoll_close(r);
+		pthread_mutex_unlock(&r->lock);
+	}
+	repoll_reap();
+}

@@ -1,0 +1,84 @@
+/*
+ * A long-poll connection the broker keeps (repoll.c). A long-poll client asks again on
+ * the same connection after every answer; libmicrohttpd would resume the connection
+ * for the answer (a walk of its loop's whole suspended list), read the next request
+ * and suspend it again, three thread wake-ups and 17 system calls a cycle. Instead the
+ * first poll is taken over at its 200 like a stream, the answer ends with the last
+ * chunk written by the thread that has the event, and the watcher reads the next poll
+ * itself: if it is the same request as the first one (libmicrohttpd parsed that one)
+ * but for its last event id, the broker opens the next poll without libmicrohttpd;
+ * anything else goes back to libmicrohttpd unread (MHD_add_connection), which answers
+ * it as any request. A record lives as long as its connection.
+ */
+#ifndef SSEPUSH_REPOLL_H
+#define SSEPUSH_REPOLL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "stream.h"
+
+struct MHD_Connection;
+struct MHD_Daemon;
+
+struct repoll {
+	enum req_kind kind;		/* REQ_REPOLL: what the sockset entry points at */
+	atomic_uint refs;		/* each stream's that points here, and the connection's while open */
+	atomic_uint idle_since;		/* clock_sec() + 1 once a poll's answer is out, 0 while one is open */
+	pthread_mutex_t lock;		/* the fields below the line, for the watcher (set on a loop's thread) */
+	struct repoll *prev, *next;	/* the open list, under repoll.c's list lock */
+	/* --- */
+	struct stream *s;		/* the poll of the connection (open or answered), or NULL */
+	int fd;				/* the socket, the record's once bound; -1 once closed */
+	bool bound, closed;
+	bool eventsource;		/* the request accepts text/event-stream: refusals as reply_retry's */
+	/* What the first poll was, immutable once made: */
+	struct MHD_Daemon *daemon;	/* the loop it came from, which gets anything else back */
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	unsigned ping;
+	char *channel;			/* the channel (its decoded name) */
+	size_t chlen;
+	char *token;			/* the subscriber token it presented, or NULL */
+	char *session, *origins;	/* the stream's filters, or NULL */
+	char *lines;			/* the 200's header lines after Date, with the blank line */
+	char *cors;			/* its CORS lines (for a refusal), or "" */
+	char *tmpl;			/* the request: arguments then headers, "name\0value\0" each, but the last event id */
+	size_t tmpl_len;
+	struct repoll *grave_next;	/* closed, waiting for the watcher's next loop */
+};
+
+/*
+ * The record of a long-poll request libmicrohttpd parsed, if its connection may be
+ * kept (HTTP/1.1, no body, no Connection: close, a head the broker can compare) on
+ * socket fd, for channel; NULL otherwise. One reference, the first stream's.
+ */
+struct repoll *repoll_new(struct MHD_Connection *conn, int fd, const char *channel, size_t chlen,
+    const char *token);
+/* Fills in what the first poll's stream decided (its filters, its ping). 0 or -1 (ENOMEM). */
+int repoll_set_stream(struct repoll *r, const struct stream *s, const char *lines, const char *cors);
+/*
+ * Binds r once its first poll s is taken over (s's channel lock held): the sockset
+ * reports r for the socket from now on, reading too, and r ends s. 0, or -1: not bound.
+ */
+int repoll_bind(struct repoll *r, struct stream *s);
+/* The watcher must read the socket again: the next poll came while an answer was going out. */
+void repoll_rearm(struct repoll *r);
+/* A stream lets go of r (the last reference of a closed one frees it). */
+void repoll_unref(struct repoll *r);
+/* The watcher's: an event on r's socket. */
+void repoll_event(struct repoll *r, uint32_t events);
+/* The watcher's, once a second: connections idle past header_timeout are shut down. */
+void repoll_tick(uint32_t now);
+/* The watcher's, between two epoll waits: drops the connections' references of closed records. */
+void repoll_reap(void);
+/* Before the loops stop: nothing goes back to libmicrohttpd any more. */
+void repoll_stop(void);
+/* After the watcher stopped: closes what is left. */
+void repoll_close_all(void);
+
+#endif
