@@ -38,6 +38,9 @@ static pthread_mutex_t list_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct repoll *open_list;	/* bound, not closed; under list_lock */
 static bool stopping;			/* under list_lock: the loops are stopping */
 static struct repoll *grave;		/* closed this loop, watcher only */
+static pthread_mutex_t done_lock = PTHREAD_MUTEX_INITIALIZER;
+static void repoll_end_poll(struct repoll *r);
+static struct repoll *done_list;	/* answered polls' records, each referenced; under done_lock */
 
 /* The first request, as a template being built. */
 struct repoll_tmpl {
@@ -186,6 +189,54 @@ repoll_rearm(struct repoll *r)
 {
 	if (sockset_watch_input(r->fd, r) == -1)
 		log_warn("epoll_ctl mod: %s", strerror(errno));
+}
+
+/*
+ * An answered poll must stop counting as a subscriber (in /stats, in a publish's
+ * count, in Redis) as soon as libmicrohttpd's completed callback would have ended it;
+ * the thread that answered holds the channel's lock, so the watcher ends it, woken
+ * once for a batch of them.
+ */
+void
+repoll_answered(struct repoll *r)
+{
+	bool kick;
+
+	pthread_mutex_lock(&done_lock);
+	if (r->queued) {
+		pthread_mutex_unlock(&done_lock);
+		return;
+	}
+	r->queued = true;
+	atomic_fetch_add(&r->refs, 1);	/* the list's */
+	kick = done_list == NULL;
+	r->done_next = done_list;
+	done_list = r;
+	pthread_mutex_unlock(&done_lock);
+	if (kick)
+		sockset_kick();
+}
+
+/* Ends the answered polls (the watcher, between two waits); a record has a new poll by now if its client was quick. */
+static void
+repoll_drain(void)
+{
+	struct repoll *r, *next;
+
+	pthread_mutex_lock(&done_lock);
+	r = done_list;
+	done_list = NULL;
+	for (next = r; next != NULL; next = next->done_next)
+		next->queued = false;
+	pthread_mutex_unlock(&done_lock);
+	for (; r != NULL; r = next) {
+		next = r->done_next;
+		pthread_mutex_lock(&r->lock);
+		if (!r->closed && r->s != NULL && stream_poll_answered(r->s, false))
+			repoll_end_poll(r);
+		pthread_mutex_unlock(&r->lock);
+		repoll_unref(r);
+	}
 }
 
 void
@@ -429,7 +480,7 @@ repoll_read(struct repoll *r)
 	ssize_t n;
 	int m;
 
-	if (r->s != NULL && !stream_poll_answered(r->s))
+	if (r->s != NULL && !stream_poll_answered(r->s, true))
 		return;		/* its end re-arms the socket (repoll_rearm) */
 	repoll_end_poll(r);
 	if (stream_ending()) {
@@ -509,6 +560,7 @@ repoll_reap(void)
 {
 	struct repoll *r;
 
+	repoll_drain();
 	while ((r = grave) != NULL) {
 		grave = r->grave_next;
 		repoll_unref(r);	/* the connection's */

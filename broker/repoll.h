@@ -50,6 +50,8 @@ struct repoll {
 	char *tmpl;			/* the request: arguments then headers, "name\0value\0" each, but the last event id */
 	size_t tmpl_len;
 	struct repoll *grave_next;	/* closed, waiting for the watcher's next loop */
+	struct repoll *done_next;	/* answered, waiting for the watcher to end the poll; under repoll.c's done lock */
+	bool queued;			/* on that list, under the done lock */
 };
 
 /*
@@ -66,6 +68,8 @@ int repoll_set_stream(struct repoll *r, const struct stream *s, const char *line
  * reports r for the socket from now on, reading too, and r ends s. 0, or -1: not bound.
  */
 int repoll_bind(struct repoll *r, struct stream *s);
+/* r's poll is answered (its channel lock held): the watcher ends it soon, so it counts no more. */
+void repoll_answered(struct repoll *r);
 /* The watcher must read the socket again: the next poll came while an answer was going out. */
 void repoll_rearm(struct repoll *r);
 /* A stream lets go of r (the last reference of a closed one frees it). */
@@ -74,7 +78,7 @@ void repoll_unref(struct repoll *r);
 void repoll_event(struct repoll *r, uint32_t events);
 /* The watcher's, once a second: connections idle past header_timeout are shut down. */
 void repoll_tick(uint32_t now);
-/* The watcher's, between two epoll waits: drops the connections' references of closed records. */
+/* The watcher's, between two epoll waits: ends answered polls, drops the connections' references of closed records. */
 void repoll_reap(void);
 /* Before the loops stop: nothing goes back to libmicrohttpd any more. */
 void repoll_stop(void);

@@ -8,17 +8,21 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-static int epfd = -1, stopfd = -1;	/* set at start, before any thread uses them */
+static int epfd = -1, stopfd = -1, kickfd = -1;	/* set at start, before any thread uses them */
+static char kick_mark;				/* what the kick event reports */
 
 /* Creates the epoll set and the stop event in it. */
 int
 sockset_open(void)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+	struct epoll_event kick = { .events = EPOLLIN | EPOLLET, .data.ptr = &kick_mark };
 
 	if ((epfd = epoll_create1(EPOLL_CLOEXEC)) == -1 ||
 	    (stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) == -1 ||
-	    epoll_ctl(epfd, EPOLL_CTL_ADD, stopfd, &ev) == -1)
+	    epoll_ctl(epfd, EPOLL_CTL_ADD, stopfd, &ev) == -1 ||
+	    (kickfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) == -1 ||
+	    epoll_ctl(epfd, EPOLL_CTL_ADD, kickfd, &kick) == -1)
 		return -1;
 	return 0;
 }
@@ -31,7 +35,9 @@ sockset_close(void)
 		close(epfd);
 	if (stopfd >= 0)
 		close(stopfd);
-	epfd = stopfd = -1;
+	if (kickfd >= 0)
+		close(kickfd);
+	epfd = stopfd = kickfd = -1;
 }
 
 /*
@@ -84,6 +90,23 @@ int
 sockset_wait(struct epoll_event *evs, int max, int ms)
 {
 	return epoll_wait(epfd, evs, max, ms);
+}
+
+/* Wakes the waiter with the kick event (edge triggered: the counter is never read back). */
+void
+sockset_kick(void)
+{
+	uint64_t one = 1;
+
+	if (write(kickfd, &one, sizeof one) != (ssize_t)sizeof one) {
+		/* EAGAIN: the counter is full, so a wake-up is pending anyway */
+	}
+}
+
+bool
+sockset_is_kick(const void *ptr)
+{
+	return ptr == &kick_mark;
 }
 
 /* Wakes the waiter with the stop event. */

@@ -23,6 +23,10 @@ int sockset_watch_input(int fd, void *ptr);
 void sockset_del(int fd);
 /* Waits up to ms for events; as epoll_wait. */
 int sockset_wait(struct epoll_event *evs, int max, int ms);
+/* Wakes the waiter (it then does the work queued for it), at any time. */
+void sockset_kick(void);
+/* Whether an event is the kick's. */
+bool sockset_is_kick(const void *ptr);
 /* Makes the waiter see the stop event. 0, or -1 (errno). */
 int sockset_stop(void);
 

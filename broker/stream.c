@@ -255,17 +255,18 @@ stream_poll_finished(struct stream *s)
 	atomic_store(&s->repoll->idle_since, clock_sec() + 1);
 	if (s->poll_input)
 		repoll_rearm(s->repoll);
+	repoll_answered(s->repoll);
 }
 
-/* The watcher has the next request of s's connection: whether s's answer is out (else it is read once it is). */
+/* Whether s's answer is out; if not and input, the next request is read once it is. */
 bool
-stream_poll_answered(struct stream *s)
+stream_poll_answered(struct stream *s, bool input)
 {
 	bool done;
 
 	pthread_mutex_lock(&s->ch->lock);
 	done = s->poll_done;
-	if (!done)
+	if (!done && input)
 		s->poll_input = true;
 	pthread_mutex_unlock(&s->ch->lock);
 	return done;

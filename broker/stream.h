@@ -192,8 +192,8 @@ void stream_take(struct stream *s, const char *head, size_t len);
  * like a head, then the connection waits for the next poll.
  */
 void stream_answer_raw(struct stream *s, const char *raw, size_t len);
-/* The watcher has the next request of a kept long-poll connection: whether s, its poll, is answered. */
-bool stream_poll_answered(struct stream *s);
+/* Whether s, a kept long-poll connection's poll, is answered; input: the next request came (read once it is). */
+bool stream_poll_answered(struct stream *s, bool input);
 /* Whether every stream is ending (SIGTERM). */
 bool stream_ending(void);
 /* Closes a taken stream's socket once it is detached (the watcher, ending it). */

@@ -103,6 +103,8 @@ watcher_main(void *arg)
 		for (i = 0; i < n; i++) {
 			if (evs[i].data.ptr == NULL)
 				return NULL;	/* stop requested */
+			if (sockset_is_kick(evs[i].data.ptr))
+				continue;	/* queued work: done at the top of the loop */
 			if (*(enum req_kind *)evs[i].data.ptr == REQ_REPOLL)
 				hooks->repoll_event(evs[i].data.ptr, evs[i].events);
 			else if (!(evs[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
