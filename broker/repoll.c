@@ -101,7 +101,6 @@ repoll_tmpl_header(void *cls, enum MHD_ValueKind kind, const char *key, const ch
 static void
 repoll_free(struct repoll *r)
 {
-	pthread_mutex_destroy(&r->lock);
 	free(r->channel);
 	free(r->token);
 	free(r->session);
@@ -131,7 +130,6 @@ repoll_new(struct MHD_Connection *conn, int fd, const char *channel, size_t chle
 		return NULL;
 	r->kind = REQ_REPOLL;
 	atomic_init(&r->refs, 1);
-	pthread_mutex_init(&r->lock, NULL);
 	r->fd = fd;
 	r->daemon = d->daemon;
 	memcpy(&r->addr, a->client_addr, alen);
@@ -161,19 +159,23 @@ repoll_set_stream(struct repoll *r, const struct stream *s, const char *lines, c
 	return 0;
 }
 
+/*
+ * The watcher learns of r only from the sockset, after the modification: the release
+ * before it (acquired in repoll_event) hands it everything written so far.
+ */
 int
 repoll_bind(struct repoll *r, struct stream *s)
 {
-	pthread_mutex_lock(&r->lock);
 	r->s = s;
+	atomic_fetch_add(&r->refs, 1);	/* the connection's */
+	atomic_store_explicit(&r->bound, true, memory_order_release);
 	if (sockset_watch_input(r->fd, r) == -1) {
-		pthread_mutex_unlock(&r->lock);
 		log_warn("epoll_ctl mod: %s", strerror(errno));
+		atomic_store(&r->bound, false);
+		r->s = NULL;
+		atomic_fetch_sub(&r->refs, 1);
 		return -1;
 	}
-	r->bound = true;
-	atomic_fetch_add(&r->refs, 1);	/* the connection's */
-	pthread_mutex_unlock(&r->lock);
 	pthread_mutex_lock(&list_lock);
 	r->prev = NULL;
 	r->next = open_list;
@@ -231,10 +233,9 @@ repoll_drain(void)
 	pthread_mutex_unlock(&done_lock);
 	for (; r != NULL; r = next) {
 		next = r->done_next;
-		pthread_mutex_lock(&r->lock);
-		if (!r->closed && r->s != NULL && stream_poll_answered(r->s, false))
+		if (atomic_load_explicit(&r->bound, memory_order_acquire) && !r->closed && r->s != NULL &&
+		    stream_poll_answered(r->s, false))
 			repoll_end_poll(r);
-		pthread_mutex_unlock(&r->lock);
 		repoll_unref(r);
 	}
 }
@@ -261,7 +262,7 @@ repoll_unlist(struct repoll *r)
 	pthread_mutex_unlock(&list_lock);
 }
 
-/* Ends the connection's poll, if any (r->lock held). */
+/* Ends the connection's poll, if any (the watcher). */
 static void
 repoll_end_poll(struct repoll *r)
 {
@@ -283,7 +284,7 @@ repoll_retire(struct repoll *r)
 	grave = r;
 }
 
-/* The connection ended: its poll, then its socket (r->lock held). */
+/* The connection ended: its poll, then its socket (the watcher). */
 static void
 repoll_close(struct repoll *r)
 {
@@ -296,7 +297,7 @@ repoll_close(struct repoll *r)
 
 /*
  * The next request is not one the broker takes on: the socket goes back to
- * libmicrohttpd with the request unread in it, as a new connection (r->lock held).
+ * libmicrohttpd with the request unread in it, as a new connection (the watcher).
  */
 static void
 repoll_hand_back(struct repoll *r)
@@ -469,7 +470,7 @@ repoll_match(const struct repoll *r, char *buf, size_t n, struct repoll_req *q)
 
 /*
  * The socket has data: once the poll's answer is out, the next request is read (not
- * consumed) and either taken on as the next poll or handed back (r->lock held).
+ * consumed) and either taken on as the next poll or handed back (the watcher).
  */
 static void
 repoll_read(struct repoll *r)
@@ -515,8 +516,7 @@ repoll_read(struct repoll *r)
 void
 repoll_event(struct repoll *r, uint32_t events)
 {
-	pthread_mutex_lock(&r->lock);
-	if (r->closed)
+	if (!atomic_load_explicit(&r->bound, memory_order_acquire) || r->closed)
 		;		/* closed earlier in this batch */
 	else if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 		repoll_close(r);
@@ -526,7 +526,6 @@ repoll_event(struct repoll *r, uint32_t events)
 		if (events & EPOLLIN)
 			repoll_read(r);
 	}
-	pthread_mutex_unlock(&r->lock);
 }
 
 /*
@@ -586,9 +585,7 @@ repoll_close_all(void)
 		pthread_mutex_unlock(&list_lock);
 		if (r == NULL)
 			break;
-		pthread_mutex_lock(&r->lock);
 		repoll_close(r);
-		pthread_mutex_unlock(&r->lock);
 	}
 	repoll_reap();
 }

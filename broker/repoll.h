@@ -13,7 +13,6 @@
 #ifndef SSEPUSH_REPOLL_H
 #define SSEPUSH_REPOLL_H
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -29,12 +28,12 @@ struct repoll {
 	enum req_kind kind;		/* REQ_REPOLL: what the sockset entry points at */
 	atomic_uint refs;		/* each stream's that points here, and the connection's while open */
 	atomic_uint idle_since;		/* clock_sec() + 1 once a poll's answer is out, 0 while one is open */
-	pthread_mutex_t lock;		/* the fields below the line, for the watcher (set on a loop's thread) */
+	atomic_bool bound;		/* released by the loop that binds it, acquired by the watcher */
 	struct repoll *prev, *next;	/* the open list, under repoll.c's list lock */
-	/* --- */
+	/* Once bound, only the watcher reads and writes these: */
 	struct stream *s;		/* the poll of the connection (open or answered), or NULL */
 	int fd;				/* the socket, the record's once bound; -1 once closed */
-	bool bound, closed;
+	bool closed;
 	bool eventsource;		/* the request accepts text/event-stream: refusals as reply_retry's */
 	/* What the first poll was, immutable once made: */
 	struct MHD_Daemon *daemon;	/* the loop it came from, which gets anything else back */
