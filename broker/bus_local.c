@@ -111,6 +111,7 @@ local_publish(const struct publish_req *req, bus_publish_done *done, void *arg)
 	/* Before the event is in the ring: a JMAP stream that fetches the state after reads it there. */
 	if (req->type != NULL && strcmp(req->type, JMAP_STATE_EVENT) == 0)
 		jmap_store_merge(req->channel, req->data, req->len);
+	stream_defer_poll_ends();	/* kept long-poll connections' answers: ended below */
 	pthread_mutex_lock(&ch->lock);
 	seq = atomic_fetch_add(&seq_counter, 1) + 1;
 	local_format_id(id, sizeof id, seq);
@@ -118,6 +119,7 @@ local_publish(const struct publish_req *req, bus_publish_done *done, void *arg)
 	    (n = fanout(ch, ev)) > 0 && webpush_wants(req->channel))
 		reached = fanout_reached(ch, ev);	/* the ring holds ev: still valid here */
 	pthread_mutex_unlock(&ch->lock);
+	stream_end_polls();
 	channel_put(ch);
 	if (n < 0) {
 		done(arg, -1, NULL, 0);

@@ -272,9 +272,11 @@ redis_sub_on_message(redisAsyncContext *ac, void *reply, void *priv)
 			else if (b->st == SUB_SYNCING)
 				redis_sub_hold(b, ev);
 			else if (b->st == SUB_ACTIVE) {
+				stream_defer_poll_ends();	/* kept long-polls it answers: ended below */
 				pthread_mutex_lock(&ch->lock);
 				redis_sub_deliver(b, ev);
 				pthread_mutex_unlock(&ch->lock);
+				stream_end_polls();
 			} else
 				event_unref(ev);
 		} else if (strcmp(e[0]->str, "subscribe") == 0 && b->st == SUB_PENDING)

@@ -166,13 +166,13 @@ repoll_set_stream(struct repoll *r, const struct stream *s, const char *lines, c
 int
 repoll_bind(struct repoll *r, struct stream *s)
 {
-	r->s = s;
+	atomic_store(&r->s, s);
 	atomic_fetch_add(&r->refs, 1);	/* the connection's */
 	atomic_store_explicit(&r->bound, true, memory_order_release);
 	if (sockset_watch_input(r->fd, r) == -1) {
 		log_warn("epoll_ctl mod: %s", strerror(errno));
 		atomic_store(&r->bound, false);
-		r->s = NULL;
+		atomic_store(&r->s, NULL);
 		atomic_fetch_sub(&r->refs, 1);
 		return -1;
 	}
@@ -224,6 +224,7 @@ static void
 repoll_drain(void)
 {
 	struct repoll *r, *next;
+	struct stream *s;
 
 	pthread_mutex_lock(&done_lock);
 	r = done_list;
@@ -233,9 +234,10 @@ repoll_drain(void)
 	pthread_mutex_unlock(&done_lock);
 	for (; r != NULL; r = next) {
 		next = r->done_next;
-		if (atomic_load_explicit(&r->bound, memory_order_acquire) && !r->closed && r->s != NULL &&
-		    stream_poll_answered(r->s, false))
-			repoll_end_poll(r);
+		s = atomic_load(&r->s);
+		if (atomic_load_explicit(&r->bound, memory_order_acquire) && !r->closed && s != NULL &&
+		    stream_poll_answered(s, false))
+			repoll_end_answered(r, s);
 		repoll_unref(r);
 	}
 }
@@ -266,10 +268,18 @@ repoll_unlist(struct repoll *r)
 static void
 repoll_end_poll(struct repoll *r)
 {
-	struct stream *s = r->s;
+	struct stream *s = atomic_exchange(&r->s, NULL);
 
-	r->s = NULL;
 	if (s != NULL)
+		subscribe_end_poll(s);
+}
+
+void
+repoll_end_answered(struct repoll *r, struct stream *s)
+{
+	struct stream *was = s;
+
+	if (atomic_compare_exchange_strong(&r->s, &was, NULL))
 		subscribe_end_poll(s);
 }
 
@@ -478,10 +488,11 @@ repoll_read(struct repoll *r)
 	char buf[REPOLL_HEAD_MAX + 1];
 	struct repoll_req q;
 	struct auth_result ar;
+	struct stream *s = atomic_load(&r->s);
 	ssize_t n;
 	int m;
 
-	if (r->s != NULL && !stream_poll_answered(r->s, true))
+	if (s != NULL && !stream_poll_answered(s, true))
 		return;		/* its end re-arms the socket (repoll_rearm) */
 	repoll_end_poll(r);
 	if (stream_ending()) {
@@ -499,7 +510,7 @@ repoll_read(struct repoll *r)
 	if ((m = repoll_match(r, buf, (size_t)n, &q)) == 0)
 		return;		/* the rest of the head wakes the watcher again */
 	if (m < 0 || (r->token != NULL && auth_token_check(r->token, r->channel, r->chlen, &ar) == -1) ||
-	    (r->s = subscribe_repoll_open(r, q.last_id)) == NULL) {
+	    (s = subscribe_repoll_open(r, q.last_id)) == NULL) {
 		repoll_hand_back(r);	/* libmicrohttpd answers it, refusals included */
 		return;
 	}
@@ -510,19 +521,23 @@ repoll_read(struct repoll *r)
 	}
 	atomic_store(&r->idle_since, 0);
 	atomic_fetch_add(&counters.repolls, 1);
-	subscribe_repoll_go(r->s, q.last_id);
+	atomic_store(&r->s, s);
+	subscribe_repoll_go(s, q.last_id);
 }
 
 void
 repoll_event(struct repoll *r, uint32_t events)
 {
+	struct stream *s;
+
 	if (!atomic_load_explicit(&r->bound, memory_order_acquire) || r->closed)
 		;		/* closed earlier in this batch */
 	else if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 		repoll_close(r);
 	else {
-		if ((events & EPOLLOUT) && r->s != NULL)
-			stream_flush(r->s);
+		/* s stays in memory until this thread reaps it, even if another thread ends it. */
+		if ((events & EPOLLOUT) && (s = atomic_load(&r->s)) != NULL)
+			stream_flush(s);
 		if (events & EPOLLIN)
 			repoll_read(r);
 	}

@@ -30,8 +30,12 @@ struct repoll {
 	atomic_uint idle_since;		/* clock_sec() + 1 once a poll's answer is out, 0 while one is open */
 	atomic_bool bound;		/* released by the loop that binds it, acquired by the watcher */
 	struct repoll *prev, *next;	/* the open list, under repoll.c's list lock */
+	/*
+	 * The poll of the connection (open or answered), or NULL. Whoever swaps an answered
+	 * one out ends it: the watcher, or the thread that answered it (repoll_end_answered).
+	 */
+	_Atomic(struct stream *) s;
 	/* Once bound, only the watcher reads and writes these: */
-	struct stream *s;		/* the poll of the connection (open or answered), or NULL */
 	int fd;				/* the socket, the record's once bound; -1 once closed */
 	bool closed;
 	bool eventsource;		/* the request accepts text/event-stream: refusals as reply_retry's */
@@ -69,6 +73,8 @@ int repoll_set_stream(struct repoll *r, const struct stream *s, const char *line
 int repoll_bind(struct repoll *r, struct stream *s);
 /* r's poll is answered (its channel lock held): the watcher ends it soon, so it counts no more. */
 void repoll_answered(struct repoll *r);
+/* Ends s, r's answered poll, unless the watcher did already (no channel lock held; any thread). */
+void repoll_end_answered(struct repoll *r, struct stream *s);
 /* The watcher must read the socket again: the next poll came while an answer was going out. */
 void repoll_rearm(struct repoll *r);
 /* A stream lets go of r (the last reference of a closed one frees it). */

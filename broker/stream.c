@@ -34,7 +34,12 @@ enum { STREAM_QUEUE_MAX = 64 };		/* StateChange events a JMAP stream's client ma
 enum { STREAM_PUMP_MAX = 16384 };	/* bytes a taken stream's pump sends per write (on the caller's stack) */
 static const char *const stream_reset_reasons[] = { "unknown", "expired", "lagged", "unavailable" };
 
+enum { STREAM_POLL_ENDS_MAX = 64 };	/* answered polls one thread ends once it let go of the lock */
+
 static atomic_bool streams_ending;		/* SIGTERM: readers end their responses */
+static __thread bool poll_ends_deferred;	/* this thread calls stream_end_polls() after unlocking */
+static __thread unsigned poll_ends_n;
+static __thread struct stream *poll_ends[STREAM_POLL_ENDS_MAX];	/* each referenced */
 static atomic_int streams_blocked;		/* streams with a direct rest their socket has not taken */
 static pthread_mutex_t grave_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct channel_member *grave;		/* dead streams nobody holds, under grave_lock */
@@ -255,7 +260,37 @@ stream_poll_finished(struct stream *s)
 	atomic_store(&s->repoll->idle_since, clock_sec() + 1);
 	if (s->poll_input)
 		repoll_rearm(s->repoll);
-	repoll_answered(s->repoll);
+	if (poll_ends_deferred && poll_ends_n < STREAM_POLL_ENDS_MAX) {
+		stream_ref_locked(s);
+		poll_ends[poll_ends_n++] = s;
+	} else
+		repoll_answered(s->repoll);	/* the watcher ends it, woken for it */
+}
+
+/*
+ * The thread that answers a poll holds its channel's lock and cannot end it there; a
+ * publishing thread ends the polls it answered right after letting go of the lock
+ * (a wake-up of the watcher for each one cost 15% of a long-poll cycle).
+ */
+void
+stream_defer_poll_ends(void)
+{
+	poll_ends_deferred = true;
+}
+
+void
+stream_end_polls(void)
+{
+	struct stream *s;
+	unsigned i;
+
+	poll_ends_deferred = false;
+	for (i = 0; i < poll_ends_n; i++) {
+		s = poll_ends[i];
+		repoll_end_answered(s->repoll, s);
+		stream_unref(s);
+	}
+	poll_ends_n = 0;
 }
 
 /* Whether s's answer is out; if not and input, the next request is read once it is. */

@@ -194,6 +194,12 @@ void stream_take(struct stream *s, const char *head, size_t len);
 void stream_answer_raw(struct stream *s, const char *raw, size_t len);
 /* Whether s, a kept long-poll connection's poll, is answered; input: the next request came (read once it is). */
 bool stream_poll_answered(struct stream *s, bool input);
+/*
+ * The calling thread, about to answer polls under channel locks, ends them itself with
+ * stream_end_polls() once it holds no channel lock (else the watcher is woken for them).
+ */
+void stream_defer_poll_ends(void);
+void stream_end_polls(void);
 /* Whether every stream is ending (SIGTERM). */
 bool stream_ending(void);
 /* Closes a taken stream's socket once it is detached (the watcher, ending it). */

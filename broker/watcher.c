@@ -97,6 +97,8 @@ watcher_main(void *arg)
 
 	(void)arg;
 	for (;;) {
+		stream_end_polls();	/* answered here, under a channel lock */
+		stream_defer_poll_ends();
 		stream_reap();
 		hooks->repoll_reap();
 		n = sockset_wait(evs, WATCHER_EVENTS, 250);
