@@ -314,6 +314,7 @@ main(int argc, char **argv)
 		return rc;
 	}
 	options_snapshot(broker_config);
+	stream_set_poll_end(subscribe_end_poll);	/* stream.c is below subscribe.c */
 	if (verbose)
 		log_set_level(LOG_DEBUG);
 	/* MHD and the reaper start threads: they must inherit a mask with these blocked. */

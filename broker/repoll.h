@@ -32,7 +32,7 @@ struct repoll {
 	struct repoll *prev, *next;	/* the open list, under repoll.c's list lock */
 	/*
 	 * The poll of the connection (open or answered), or NULL. Whoever swaps an answered
-	 * one out ends it: the watcher, or the thread that answered it (repoll_end_answered).
+	 * one out ends it: the watcher, or the thread that answered it (repoll_take_answered).
 	 */
 	_Atomic(struct stream *) s;
 	/* Once bound, only the watcher reads and writes these: */
@@ -73,20 +73,29 @@ int repoll_set_stream(struct repoll *r, const struct stream *s, const char *line
 int repoll_bind(struct repoll *r, struct stream *s);
 /* r's poll is answered (its channel lock held): the watcher ends it soon, so it counts no more. */
 void repoll_answered(struct repoll *r);
-/* Ends s, r's answered poll, unless the watcher did already (no channel lock held; any thread). */
-void repoll_end_answered(struct repoll *r, struct stream *s);
+/* Whether the caller takes s, r's answered poll, out of r to end it (else someone did already). */
+bool repoll_take_answered(struct repoll *r, struct stream *s);
+/* The answered records queued for the watcher (each referenced, linked by done_next). */
+struct repoll *repoll_take_done(void);
 /* The watcher must read the socket again: the next poll came while an answer was going out. */
 void repoll_rearm(struct repoll *r);
 /* A stream lets go of r (the last reference of a closed one frees it). */
 void repoll_unref(struct repoll *r);
-/* The watcher's: an event on r's socket. */
-void repoll_event(struct repoll *r, uint32_t events);
 /* The watcher's, once a second: connections idle past header_timeout are shut down. */
 void repoll_tick(uint32_t now);
-/* The watcher's, between two epoll waits: ends answered polls, drops the connections' references of closed records. */
-void repoll_reap(void);
+/* The watcher's, closing r: off the list repoll_tick walks. */
+void repoll_unlist(struct repoll *r);
+/* The first open record, or NULL (repoll_close_all). */
+struct repoll *repoll_first_open(void);
+/* fd, r's socket, goes back to the libmicrohttpd loop r came from (closed if it is stopping). */
+void repoll_give_back(struct repoll *r, int fd);
 /* Before the loops stop: nothing goes back to libmicrohttpd any more. */
 void repoll_stop(void);
+/* --- repoll_read.c, the watcher's (through its hooks) --- */
+/* An event on r's socket. */
+void repoll_event(struct repoll *r, uint32_t events);
+/* The watcher's, between two epoll waits: ends answered polls, drops the connections' references of closed records. */
+void repoll_reap(void);
 /* After the watcher stopped: closes what is left. */
 void repoll_close_all(void);
 

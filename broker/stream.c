@@ -40,6 +40,7 @@ static atomic_bool streams_ending;		/* SIGTERM: readers end their responses */
 static __thread bool poll_ends_deferred;	/* this thread calls stream_end_polls() after unlocking */
 static __thread unsigned poll_ends_n;
 static __thread struct stream *poll_ends[STREAM_POLL_ENDS_MAX];	/* each referenced */
+static void (*poll_end)(struct stream *);	/* set once at start: subscribe.c's, above this file */
 static atomic_int streams_blocked;		/* streams with a direct rest their socket has not taken */
 static pthread_mutex_t grave_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct channel_member *grave;		/* dead streams nobody holds, under grave_lock */
@@ -273,6 +274,12 @@ stream_poll_finished(struct stream *s)
  * (a wake-up of the watcher for each one cost 15% of a long-poll cycle).
  */
 void
+stream_set_poll_end(void (*end)(struct stream *))
+{
+	poll_end = end;
+}
+
+void
 stream_defer_poll_ends(void)
 {
 	poll_ends_deferred = true;
@@ -287,7 +294,8 @@ stream_end_polls(void)
 	poll_ends_deferred = false;
 	for (i = 0; i < poll_ends_n; i++) {
 		s = poll_ends[i];
-		repoll_end_answered(s->repoll, s);
+		if (repoll_take_answered(s->repoll, s))
+			poll_end(s);
 		stream_unref(s);
 	}
 	poll_ends_n = 0;

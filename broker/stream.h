@@ -199,6 +199,8 @@ bool stream_poll_answered(struct stream *s, bool input);
  * stream_end_polls() once it holds no channel lock (else the watcher is woken for them).
  */
 void stream_defer_poll_ends(void);
+/* How an answered poll is ended (subscribe_end_poll), set once at start. */
+void stream_set_poll_end(void (*end)(struct stream *));
 void stream_end_polls(void);
 /* Whether every stream is ending (SIGTERM). */
 bool stream_ending(void);
