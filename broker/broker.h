@@ -22,7 +22,8 @@
  *    alone runs the access handler (http.c and below), the content reader
  *    stream_read() and the request-completed callback for them. A long-lived HTTP/1.1
  *    stream stops being a loop's at its 200: the broker takes it over (subscribe.c,
- *    subscribe_take), answers it itself and libmicrohttpd drops its connection.
+ *    subscribe_take), answers it itself and libmicrohttpd drops its connection. So
+ *    does a long-poll's, whose connection the broker then keeps (repoll.h).
  *  - the watcher (watcher.c): one thread with an epoll set of every stream's socket
  *    (EPOLLRDHUP, edge triggered, registered once; EPOLLOUT added by a MOD from the
  *    first direct write that leaves a rest, under ch->lock). Owns the ping wheel
@@ -30,7 +31,9 @@
  *    ends taken streams (a hang-up, or their own shutdown(2) asking for it), finishes
  *    the rest of direct writes, fires pings, sweeps the channel table a slice at a time
  *    and frees dead streams (stream_reap) between two epoll waits, when no epoll event
- *    can name them any more.
+ *    can name them any more. Owns every bound kept long-poll connection (repoll.h: its
+ *    sockset entry names the record): reads its next request, opens its next poll or
+ *    hands it back to libmicrohttpd, closes it, and frees records the same way.
  *  - the Redis thread (Redis mode only, bus_redis.c): a libevent loop owning both Redis
  *    connections (redis_link.c), every channel's subscription state (ch->bus:
  *    redis_sub.c) and every joined stream's membership (s->bus_member). Other threads
@@ -55,7 +58,10 @@
  *  - for a taken stream (no MHD connection any more), whichever thread wakes it
  *    (a publisher, the watcher's ping, a bus answer), holding ch->lock: what the
  *    reader would have returned goes out as chunks (stream.c, stream_pump), and a
- *    stream that must end is shut down there and ended by the watcher.
+ *    stream that must end is shut down there and ended by the watcher. A kept
+ *    long-poll's answer ends with its last chunk in the same send, and the thread that
+ *    answered it ends the poll once it lets go of ch->lock (stream_end_polls), or the
+ *    watcher does; whoever swaps it out of its record (repoll_take_answered).
  *  A stream with a direct rest pending is not resumed until the rest is out
  *  (wake_after_raw), so libmicrohttpd and a direct writer never interleave bytes.
  *
@@ -81,7 +87,8 @@
  *
  * Lock order (a lock on the left may be held while taking one on its right, never the
  * reverse): table_lock (channel.c) -> wheel_lock (watcher.c) -> ch->lock -> the job
- * queue's lock (jobq.c) -> grave_lock (stream.c), and ch->lock -> the web push store's
+ * queue's lock (jobq.c) -> grave_lock (stream.c), ch->lock -> the kept long-poll
+ * connections' list_lock and done_lock (repoll.c), and ch->lock -> the web push store's
  * table_lock (webpush_store.c, read: webpush_wants); libmicrohttpd's own locks come last
  * (MHD_resume_connection is called under ch->lock). ch->lock guards a channel's ring,
  * its subscriber list and every field of its subscribers' streams; the Redis thread's

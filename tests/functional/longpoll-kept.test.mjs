@@ -9,7 +9,7 @@ import net from 'node:net';
 import crypto from 'node:crypto';
 import {
   startBroker, startRedis, startRedisBroker, killAll, publishOk, waitSubscribers, waitFor,
-  http, parseMetrics, metricValue, stopAll, waitRedisCount, WAIT,
+  http, parseMetrics, metricValue, stopAll, waitRedisCount, waitHealth, WAIT,
 } from './lib.mjs';
 
 const SECRET = 'kept-long-poll-secret-0123456789abcdef';
@@ -70,9 +70,9 @@ class Kept {
   }
 
   /** Sends one long-poll request for channel, with Last-Event-ID when lastId is given. */
-  poll(channel, lastId, extra = '') {
+  poll(channel, lastId, extra = '', accept = 'text/event-stream') {
     this.sock.write(`GET /events/${channel}?closeafter=event&ping=0 HTTP/1.1\r\nHost: 127.0.0.1\r\n` +
-      `Accept: text/event-stream\r\nX-Long-Poll: Yes\r\n${extra}` +
+      `${accept ? `Accept: ${accept}\r\n` : ''}X-Long-Poll: Yes\r\n${extra}` +
       `${lastId ? `Last-Event-ID: ${lastId}\r\n` : ''}\r\n`);
   }
 
@@ -317,4 +317,40 @@ test('Redis mode: every poll the broker reads is joined through Redis, and count
     assert.ok(await metric(A, 'ssepush_longpoll_reads_total') >= 4);
     c.close();
   } finally { await stopAll([A, B], r); }
+});
+
+test('Redis mode, Redis down: a poll the broker read is refused as libmicrohttpd would (retry stream or 503), and the connection stays', async () => {
+  const r = await startRedis();
+  const A = await startRedisBroker(r, ['--redis_timeout', '1000']);
+  try {
+    const es = new Kept(A.port);
+    const plain = new Kept(A.port);
+    await es.ready;
+    await plain.ready;
+    es.poll('kept-down');
+    plain.poll('kept-down', null, '', null);
+    await waitRedisCount(r, 'kept-down', 2);
+    const p = await publishOk(A, 'kept-down', 'before');
+    assert.equal(p.subscribers, 2);
+    await es.response(0);
+    await plain.response(0);
+    const reads = await metric(A, 'ssepush_longpoll_reads_total');
+    await r.stop();
+    await waitHealth(A, 503, 10000);
+    es.poll('kept-down', p.id);
+    plain.poll('kept-down', p.id, '', null);
+    const a = await es.response(1, 10000);
+    assert.equal(a.status, 200, `EventSource refusal: ${a.status} ${a.body}`);
+    assert.match(a.headers['retry-after'] || '', /^\d+$/);
+    assert.match(a.body, /^retry: \d+\n: ssepush: refused for now \(.*redis.*\)/);
+    const b2 = await plain.response(1, 10000);
+    assert.equal(b2.status, 503, `plain refusal: ${b2.status} ${b2.body}`);
+    assert.match(b2.headers['content-type'] || '', /^application\/json/);
+    assert.match(b2.headers['retry-after'] || '', /^\d+$/);
+    assert.match(JSON.parse(b2.body).error, /redis/);
+    assert.equal(await metric(A, 'ssepush_longpoll_reads_total') - reads, 2, 'both read by the broker');
+    assert.ok(!es.closed && !plain.closed, 'the connections stay for the next poll');
+    es.close();
+    plain.close();
+  } finally { await stopAll([A], r); }
 });
