@@ -70,6 +70,10 @@ export async function startNginx(example, brokerPort, appPort) {
   const conf = path.join(dir, 'nginx.conf');
   writeFileSync(conf, [
     process.getuid && process.getuid() === 0 ? 'user root;' : '',
+    // One process: a test that fails before stop() has it SIGKILLed (killAll), and a
+    // worker of a killed master would live on, holding the test's stdout pipe open, so
+    // that the test file never ends (seen once in CI).
+    'master_process off;',
     'worker_processes 1;',
     `pid ${dir}/nginx.pid;`,
     `error_log ${dir}/error.log info;`,
