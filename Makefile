@@ -170,7 +170,7 @@ unit: $(UNIT_BIN)
 # links only what its parser needs. clang and the rest: packaging/deps.list's [test] group.
 FUZZ_CC ?= clang
 FUZZ_TIME ?= 60
-FUZZ_TARGETS ?= notify request last_event_id token batch config sse jmap_id
+FUZZ_TARGETS ?= notify request last_event_id token batch config sse jmap_id repoll
 FUZZ_DIR := $(BUILD)/fuzz
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_CFLAGS := -g -O1 -std=c11 -D_GNU_SOURCE $(WARN) -Iinclude -Ibroker -Ipusher $(FUZZ_SAN)

@@ -92,6 +92,19 @@ void repoll_give_back(struct repoll *r, int fd);
 /* Before the loops stop: nothing goes back to libmicrohttpd any more. */
 void repoll_stop(void);
 /* --- repoll_read.c, the watcher's (through its hooks) --- */
+#define REPOLL_HEAD_MAX 8192		/* the most of a next request the watcher reads (on its stack) */
+#define REPOLL_ID_MAX 256		/* a last event id longer than this goes to libmicrohttpd */
+/* The next request as the broker read it. */
+struct repoll_req {
+	size_t head_len;
+	const char *last_id;		/* in the buffer, or NULL */
+};
+/*
+ * Whether buf[0..n) (a NUL-terminated copy the call cuts up) is a whole request the
+ * broker takes on as r's next poll: 1 (q filled), 0 (not all of it yet), -1 (it goes
+ * to libmicrohttpd). Its own for tests/fuzz/fuzz_repoll.c.
+ */
+int repoll_match(const struct repoll *r, char *buf, size_t n, struct repoll_req *q);
 /* An event on r's socket. */
 void repoll_event(struct repoll *r, uint32_t events);
 /* The watcher's, between two epoll waits: ends answered polls, drops the connections' references of closed records. */

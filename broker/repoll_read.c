@@ -28,16 +28,8 @@
 #include "log.h"
 #include "sockset.h"
 
-#define REPOLL_HEAD_MAX 8192		/* the most of a next request the watcher reads (on its stack) */
-#define REPOLL_ID_MAX 256		/* a last event id longer than this goes to libmicrohttpd */
 
 static struct repoll *grave;		/* closed this loop, watcher only */
-
-/* The next request as the broker read it. */
-struct repoll_req {
-	size_t head_len;
-	const char *last_id;		/* in the peeked buffer, or NULL */
-};
 
 /* Ends the answered polls (the watcher, between two waits); a record has a new poll by now if its client was quick. */
 static void
@@ -190,11 +182,7 @@ repoll_match_line(const struct repoll *r, char *line, size_t *pos, const char **
 	return repoll_match_query(r, query, pos, last_id);
 }
 
-/*
- * Whether buf[0..n) (a copy) starts with a whole request the broker takes on: 1 (q
- * filled), 0 (not all of it yet), -1 (libmicrohttpd's).
- */
-static int
+int
 repoll_match(const struct repoll *r, char *buf, size_t n, struct repoll_req *q)
 {
 	char *end, *line, *next, *colon, *v, *e;
