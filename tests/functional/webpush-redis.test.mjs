@@ -55,9 +55,14 @@ test('two brokers on one Redis: registrations shared, each event sent once, push
     assert.deepEqual([...ids(dec.received('r1'))].sort(), [...sent].sort());
     const fromPusher = dec.received('r1').map((m) => JSON.parse(m.plaintext)).find((m) => m.id === sent.at(-1));
     assert.equal(fromPusher.data, 'from the pusher');	// two senders: arrival order is not publish order
-    // Both brokers are consumers of the one group.
-    const consumers = await redisCommand(r.target, 'XINFO', 'CONSUMERS', 'ssepush:wq', 'webpush');
-    assert.equal(consumers.length, 2);
+    // Both brokers are consumers of the one group (a sender joins it at its first read,
+    // which may come after the other sender has read everything).
+    let consumers = null;
+    await until(async () => {
+      consumers = await redisCommand(r.target, 'XINFO', 'CONSUMERS', 'ssepush:wq', 'webpush');
+      return consumers.length === 2;
+    }, 'both senders in the group');
+    assert.equal(consumers.length, 2, `consumers: ${JSON.stringify(consumers)}`);
     // DELETE through the other broker; then nothing more is sent.
     const del = await fetch(`${b.url}/webpush/alice/${id}`, { method: 'DELETE' });
     assert.equal(del.status, 204);
