@@ -226,6 +226,8 @@ enum MHD_Result reply_refused(struct MHD_Connection *conn, unsigned status, cons
 enum MHD_Result reply_text(struct MHD_Connection *conn, const char *type, const char *body,
     size_t len);
 enum MHD_Result reply_retry(struct MHD_Connection *conn, unsigned retry_ms, const char *why);
+#define REPLY_RETRY_BODY_MAX 256
+size_t reply_retry_body(char *buf, size_t len, unsigned retry_ms, const char *why);
 enum MHD_Result reply_preflight(struct MHD_Connection *conn, bool events, bool publish);
 enum MHD_Result reply_published(struct MHD_Connection *conn, const char *channel,
     const char *id, unsigned subscribers);

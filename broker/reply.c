@@ -107,6 +107,16 @@ reply_text(struct MHD_Connection *conn, const char *type, const char *body, size
 	return reply_send(conn, MHD_HTTP_OK, type, body, len, NULL, NULL);
 }
 
+/* reply_retry's body into buf (also a kept long-poll's refusal, subscribe.c); its length, or 0. */
+size_t
+reply_retry_body(char *buf, size_t len, unsigned retry_ms, const char *why)
+{
+	int n = snprintf(buf, len, "retry: %u\n: ssepush: refused for now (%s); retry in %u ms\n\n",
+	    retry_ms, why, retry_ms);
+
+	return n > 0 && (size_t)n < len ? (size_t)n : 0;
+}
+
 /*
  * A refusal an EventSource retries by itself: WHATWG EventSource fails for good on any
  * status but 200, and ignores Retry-After, so a temporary refusal of a client that
@@ -116,15 +126,14 @@ reply_text(struct MHD_Connection *conn, const char *type, const char *body, size
 enum MHD_Result
 reply_retry(struct MHD_Connection *conn, unsigned retry_ms, const char *why)
 {
-	char body[256];
+	char body[REPLY_RETRY_BODY_MAX];
 	struct MHD_Response *r;
 	enum MHD_Result ret;
-	int n = snprintf(body, sizeof body, "retry: %u\n: ssepush: refused for now (%s); retry in %u ms\n\n",
-	    retry_ms, why, retry_ms);
+	size_t n = reply_retry_body(body, sizeof body, retry_ms, why);
 
-	if (n < 0 || (size_t)n >= sizeof body)
+	if (n == 0)
 		return MHD_NO;
-	r = MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_COPY);
+	r = MHD_create_response_from_buffer(n, body, MHD_RESPMEM_MUST_COPY);
 	if (r == NULL)
 		return MHD_NO;
 	MHD_add_response_header(r, "Content-Type", "text/event-stream; charset=utf-8");

@@ -212,12 +212,6 @@ repoll_unref(struct repoll *r)
 		repoll_free(r);
 }
 
-/* Off the open list (the watcher). */
-
-
-
-
-
 /*
  * A kept connection has header_timeout for its next request after an answer, as
  * libmicrohttpd's (conn.c); without one, request_timeout, libmicrohttpd's idle limit.

@@ -28,7 +28,6 @@
 #include "log.h"
 #include "sockset.h"
 
-
 static struct repoll *grave;		/* closed this loop, watcher only */
 
 /* Ends the answered polls (the watcher, between two waits); a record has a new poll by now if its client was quick. */
@@ -58,27 +57,32 @@ repoll_end_poll(struct repoll *r)
 		subscribe_end_poll(s);
 }
 
-
-/* Takes r out of the sockset and the open list; its memory waits for the next loop. */
-static void
+/*
+ * The connection is the record's no more (the watcher): its poll ends, its socket
+ * leaves the sockset and the open list, and is returned; r's memory waits for the
+ * next loop.
+ */
+static int
 repoll_retire(struct repoll *r)
 {
+	int fd = r->fd;
+
+	repoll_end_poll(r);
+	sockset_del(fd);
+	r->fd = -1;
 	r->closed = true;
 	conn_adopt(-1);
 	repoll_unlist(r);
 	r->grave_next = grave;
 	grave = r;
+	return fd;
 }
 
-/* The connection ended: its poll, then its socket (the watcher). */
+/* The connection ended. */
 static void
 repoll_close(struct repoll *r)
 {
-	repoll_end_poll(r);
-	sockset_del(r->fd);
-	close(r->fd);
-	r->fd = -1;
-	repoll_retire(r);
+	close(repoll_retire(r));
 }
 
 /*
@@ -88,12 +92,8 @@ repoll_close(struct repoll *r)
 static void
 repoll_hand_back(struct repoll *r)
 {
-	int fd = r->fd;
+	int fd = repoll_retire(r);
 
-	repoll_end_poll(r);
-	sockset_del(fd);
-	r->fd = -1;
-	repoll_retire(r);
 	atomic_fetch_add(&counters.repoll_handed_back, 1);
 	repoll_give_back(r, fd);
 }

@@ -124,6 +124,15 @@ subscribe_is_eventsource(struct MHD_Connection *conn)
 	return accept != NULL && strcasestr(accept, "text/event-stream") != NULL;
 }
 
+static const char subscribe_bus_refused[] = "the bus could not confirm the subscription (redis unavailable)";
+
+/* The retry: of a refused EventSource: BROKER_RETRY_MS plus 0-50% jitter. */
+static unsigned
+subscribe_retry_ms(void)
+{
+	return BROKER_RETRY_MS + (unsigned)(random() % (BROKER_RETRY_MS / 2 + 1));
+}
+
 /*
  * A refusal for a while (a limit, the bus): counted, then 429 or 503 + Retry-After
  * with a JSON reason for curl and monitoring, or, for an EventSource, a 200 stream
@@ -136,7 +145,7 @@ subscribe_refuse_for_now(struct MHD_Connection *conn, unsigned status, enum refu
 	atomic_fetch_add(&counters.refused[why], 1);
 	if (!subscribe_is_eventsource(conn))
 		return reply_error(conn, status, msg);
-	return reply_retry(conn, BROKER_RETRY_MS + (unsigned)(random() % (BROKER_RETRY_MS / 2 + 1)), msg);
+	return reply_retry(conn, subscribe_retry_ms(), msg);
 }
 
 struct subscribe_head { char *p; size_t len, max; bool cors_only; };
@@ -260,7 +269,7 @@ subscribe_respond(struct stream *s, void **req_cls)
 	if (s->join_status != 0)
 		return subscribe_refuse_for_now(s->conn, MHD_HTTP_SERVICE_UNAVAILABLE, s->join_status == -2 ?
 		    REFUSE_WATCH : REFUSE_BUS, s->join_status == -2 ? "cannot watch the connection" :
-		    "the bus could not confirm the subscription (redis unavailable)");
+		    subscribe_bus_refused);
 	r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, SUBSCRIBE_BLOCK, stream_read, s, NULL);
 	if (r == NULL)
 		return MHD_NO;
@@ -619,30 +628,27 @@ subscribe_end_taken(struct stream *s)
 static void
 subscribe_repoll_answer(struct stream *s)
 {
-	static const char why[] = "the bus could not confirm the subscription (redis unavailable)";
 	const struct repoll *r = s->repoll;
-	char out[SUBSCRIBE_HEAD_MAX * 2 + 512], body[256];
-	size_t n;
+	char out[SUBSCRIBE_HEAD_MAX * 2 + 512], body[REPLY_RETRY_BODY_MAX];
+	size_t n, lines = strlen(r->lines);
 	int b, m;
-	unsigned retry = BROKER_RETRY_MS + (unsigned)(random() % (BROKER_RETRY_MS / 2 + 1));
 
 	if ((n = subscribe_status_line(s->join_status == 0 || r->eventsource ? "200 OK" :
 	    "503 Service Unavailable", out, sizeof out)) == 0)
 		return;		/* cannot happen: out is big enough */
 	if (s->join_status == 0) {
-		m = snprintf(out + n, sizeof out - n, "%s", r->lines);
-		stream_take(s, out, n + (size_t)m);
+		memcpy(out + n, r->lines, lines);	/* fits: lines < SUBSCRIBE_HEAD_MAX */
+		stream_take(s, out, n + lines);
 		return;
 	}
 	atomic_fetch_add(&counters.refused[REFUSE_BUS], 1);
 	if (r->eventsource) {
-		b = snprintf(body, sizeof body, "retry: %u\n: ssepush: refused for now (%s); retry in %u ms\n\n",
-		    retry, why, retry);
+		b = (int)reply_retry_body(body, sizeof body, subscribe_retry_ms(), subscribe_bus_refused);
 		m = snprintf(out + n, sizeof out - n, "Retry-After: %s\r\n%s%x\r\n%s\r\n0\r\n\r\n",
 		    BROKER_RETRY_AFTER, r->lines, (unsigned)b, body);
 	} else {
 		atomic_fetch_add(&counters.rejected, 1);
-		b = snprintf(body, sizeof body, "{\"error\":\"%s\"}", why);
+		b = snprintf(body, sizeof body, "{\"error\":\"%s\"}", subscribe_bus_refused);
 		m = snprintf(out + n, sizeof out - n, "Content-Type: application/json\r\n"
 		    "Cache-Control: no-store\r\nRetry-After: %s\r\n%sContent-Length: %d\r\n\r\n%s",
 		    BROKER_RETRY_AFTER, r->cors, b, body);
