@@ -17,8 +17,10 @@
  *    and SIGINT run the shutdown. String directives are never reloaded, so every
  *    thread may read them without a lock.
  *  - the event loops: `threads` libmicrohttpd daemons sharing the listen port (one
- *    per core by default), plus one per core on publish_listen, each with its own
- *    epoll thread (MHD_USE_EPOLL_INTERNAL_THREAD). A loop owns its connections: it
+ *    per core by default), plus, standalone, one per core on publish_listen, each with
+ *    its own epoll thread (MHD_USE_EPOLL_INTERNAL_THREAD). In Redis mode
+ *    publish_listen has one daemon without a thread, which the Redis thread runs (see
+ *    there). A loop owns its connections: it
  *    alone runs the access handler (http.c and below), the content reader
  *    stream_read() and the request-completed callback for them. A long-lived HTTP/1.1
  *    stream stops being a loop's at its 200: the broker takes it over (subscribe.c,
@@ -38,7 +40,13 @@
  *    connections (redis_link.c), every channel's subscription state (ch->bus:
  *    redis_sub.c) and every joined stream's membership (s->bus_member). Other threads
  *    give it work only through one FIFO job queue (jobq.c) and an eventfd, and never
- *    wait for it: its answers come back as callbacks.
+ *    wait for it: its answers come back as callbacks. It also runs publish_listen's
+ *    daemon (bus->serve): that daemon's epoll set is one more event of its loop, the
+ *    publishes MHD_run takes in are sent by the drain right after it, and their
+ *    answers resume them on the same thread, so a publish wakes no other thread of the
+ *    broker. Without a thread of its own the daemon has no ITC, so every resume goes
+ *    through conn_resume, which tells its runner. At stop the Redis thread quiesces it
+ *    and hands it back: the shutdown runs it on main until the daemons stop.
  *  - the fan-out helpers (fanout.c): one thread per core beyond the first, idle until a
  *    publisher appends an event to a channel of more than BROKER_DIRECT_FANOUT
  *    subscribers; each then delivers a contiguous run of its subscriber list while the
@@ -275,6 +283,8 @@ void conn_adopt(int delta);
 bool conn_trim_due(unsigned drop);
 void conn_request_done(struct MHD_Connection *conn);
 enum MHD_Result conn_queue(struct MHD_Connection *conn, unsigned status, struct MHD_Response *r);
+void conn_served(struct MHD_Daemon *d, void (*resumed)(void));
+void conn_resume(struct MHD_Connection *conn);
 void conn_expire(uint32_t now);
 
 /* watcher.c */
@@ -336,6 +346,7 @@ void http_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 /* shard.c */
 int shard_start_all(void);
 void shard_quiesce_all(void);
+void shard_run_served(void);
 void shard_stop_all(void);
 const char *shard_listen_addr(void);
 

@@ -21,6 +21,7 @@
 
 struct channel;
 struct stream;
+struct MHD_Daemon;
 
 /* position() results besides the reset reasons (enum reset_reason, >= 0). */
 enum { BUS_POS_LIVE = -1, BUS_POS_REMOTE = -2 };
@@ -70,6 +71,15 @@ struct bus_ops {
 	bool (*accepting)(char *why, size_t len);
 	/* Fetches the JMAP state stored for s's channel (its account); the caller holds a stream reference, which done drops. */
 	void (*jmap_state)(struct stream *s, bus_state_done *done);
+	/*
+	 * Runs d, a libmicrohttpd daemon started without a thread of its own (MHD_USE_EPOLL),
+	 * on the bus's thread until stop(), which quiesces it (its listen socket is closed)
+	 * and hands it back unserved: the caller runs it from then on. 0, or -1 (not taken).
+	 * NULL: the bus has no thread.
+	 */
+	int (*serve)(struct MHD_Daemon *d);
+	/* A connection of the served daemon was resumed (any thread): it is run soon. */
+	void (*resumed)(void);
 };
 
 /* The active bus, chosen once by main.c before any thread starts. */

@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <microhttpd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +59,23 @@ static struct jobq queue;		/* every job, in order; publishes bounded */
 static uint32_t last_beat;
 static struct redis_publish *batch[REDIS_URL_SHARDS_MAX];	/* sent in this drain, to be WAITed for */
 
+/*
+ * The daemon this thread runs (bus->serve: publish_listen's), its epoll set's event and
+ * the timer libmicrohttpd asks for. A publish it takes in is sent to Redis by the drain
+ * that follows MHD_run, and its answer resumes it on this thread too: no thread is woken
+ * between the request and its reply (the publish loops' hop to this thread and back).
+ */
+static struct MHD_Daemon *served;
+static struct event *served_ev, *served_timer;
+static __thread bool serving;		/* inside MHD_run here: the drain after it runs the jobs */
+static __thread bool on_thread;		/* this is the Redis thread */
+
+/* The serve job: the daemon to run from now on. */
+struct redis_serve {
+	struct redis_job job;		/* first */
+	struct MHD_Daemon *d;
+};
+
 /* Wakes the Redis thread to look at its queue. */
 static void
 redis_bus_wake(void)
@@ -76,7 +94,8 @@ redis_bus_enqueue(struct redis_job *j)
 	if (jobq_push(&queue, &j->node, j->kind == JOB_PUBLISH ? JOBQ_BOUNDED :
 	    j->kind == JOB_LEAVE ? JOBQ_ALWAYS : JOBQ_NORMAL) == -1)
 		return -1;
-	redis_bus_wake();
+	if (!serving)
+		redis_bus_wake();
 	return 0;
 }
 
@@ -446,6 +465,8 @@ redis_bus_jmap_state(struct stream *s, bus_state_done *done)
 	}
 }
 
+static void redis_bus_serve_start(struct redis_serve *j);
+
 /* Runs one job on the Redis thread (or, after it stopped, fails it). */
 static void
 redis_bus_run(struct redis_job *j)
@@ -466,6 +487,14 @@ redis_bus_run(struct redis_job *j)
 	case JOB_STATE:
 		redis_state_run((struct redis_state *)j);
 		break;
+	case JOB_SERVE:
+		redis_bus_serve_start((struct redis_serve *)j);
+		break;
+	case JOB_RESUMED:
+		if (on_thread && served != NULL)
+			event_active(served_ev, EV_READ, 0);
+		free(j);
+		break;
 	}
 }
 
@@ -480,6 +509,104 @@ redis_bus_drain(void)
 		redis_bus_run((struct redis_job *)n);
 	}
 	redis_bus_send_waits();
+}
+
+/* Runs the served daemon once: what it reads goes to Redis in one write per connection. */
+static void
+redis_bus_on_served(evutil_socket_t fd, short what, void *arg)
+{
+	MHD_UNSIGNED_LONG_LONG ms;
+	struct timeval tv;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	redis_link_defer_writes();
+	serving = true;
+	MHD_run(served);
+	serving = false;
+	redis_bus_drain();
+	redis_link_flush();
+	/* Again when libmicrohttpd's next timeout is due (0: it has input left to process). */
+	if (MHD_get_timeout(served, &ms) == MHD_YES) {
+		tv.tv_sec = (time_t)(ms / 1000);
+		tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+		event_add(served_timer, &tv);
+	}
+}
+
+/* The serve job: the daemon's epoll set joins this thread's loop (after the stop: nothing). */
+static void
+redis_bus_serve_start(struct redis_serve *j)
+{
+	const union MHD_DaemonInfo *di = MHD_get_daemon_info(j->d, MHD_DAEMON_INFO_EPOLL_FD);
+	struct timeval now = { 0, 0 };
+
+	if (on_thread && di != NULL && served == NULL &&
+	    (served_ev = event_new(base, di->epoll_fd, EV_READ | EV_PERSIST, redis_bus_on_served, NULL)) != NULL &&
+	    (served_timer = evtimer_new(base, redis_bus_on_served, NULL)) != NULL &&
+	    event_add(served_ev, NULL) == 0 && event_add(served_timer, &now) == 0)
+		served = j->d;
+	else if (on_thread)
+		log_error("redis: cannot run the publish daemon on the Redis thread");
+	free(j);
+}
+
+/* Stops running the served daemon: quiesced (its listen socket closed), then handed back. */
+static void
+redis_bus_serve_stop(void)
+{
+	MHD_socket fd;
+
+	if (served == NULL)
+		return;
+	/* No thread of libmicrohttpd's holds the socket: it is out of the epoll set now. */
+	if ((fd = MHD_quiesce_daemon(served)) != MHD_INVALID_SOCKET)
+		close(fd);
+	MHD_run(served);	/* what the stop answered goes out */
+	event_free(served_ev);
+	event_free(served_timer);
+	served_ev = served_timer = NULL;
+	served = NULL;
+}
+
+/*
+ * One of the served daemon's connections was resumed: here, it runs once this loop's
+ * callbacks are done; from another thread, a job says so (the queue, not the eventfd:
+ * a push after the stop is refused, where a write could hit a closed descriptor).
+ */
+static void
+redis_bus_resumed(void)
+{
+	struct redis_job *j;
+
+	if (on_thread) {
+		if (served != NULL)
+			event_active(served_ev, EV_READ, 0);
+		return;
+	}
+	if ((j = calloc(1, sizeof *j)) == NULL)
+		return;		/* the next request or timeout runs it */
+	j->kind = JOB_RESUMED;
+	if (redis_bus_enqueue(j) == -1)
+		free(j);	/* stopped: whoever stopped the bus runs the daemon now */
+}
+
+/* Queues the daemon to run on this thread (bus->serve). */
+static int
+redis_bus_serve(struct MHD_Daemon *d)
+{
+	struct redis_serve *j = calloc(1, sizeof *j);
+
+	if (j == NULL)
+		return -1;
+	j->job.kind = JOB_SERVE;
+	j->d = d;
+	if (redis_bus_enqueue(&j->job) == -1) {
+		free(j);
+		return -1;
+	}
+	return 0;
 }
 
 /* The eventfd: jobs are waiting. */
@@ -528,6 +655,7 @@ redis_bus_on_tick(evutil_socket_t fd, short what, void *arg)
 		for (i = 0; i < n; i++)
 			redis_sub_disconnected(i);
 		redis_sub_shutdown();
+		redis_bus_serve_stop();
 		event_base_loopexit(base, NULL);
 		return;
 	}
@@ -545,6 +673,7 @@ static void *
 redis_bus_main(void *arg)
 {
 	(void)arg;
+	on_thread = true;
 	event_base_dispatch(base);
 	return NULL;
 }
@@ -603,4 +732,6 @@ const struct bus_ops bus_redis = {
 	.position = redis_bus_position,
 	.replay = redis_bus_replay,
 	.jmap_state = redis_bus_jmap_state,
+	.serve = redis_bus_serve,
+	.resumed = redis_bus_resumed,
 };

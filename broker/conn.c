@@ -46,6 +46,8 @@ static unsigned pending_cap;			/* set once at start: the floor of the cap */
 static unsigned file_budget;			/* set once at start: files connections may use */
 static uint64_t hash_key;			/* set once at start */
 static const struct cidr_list *trusted;		/* set once at start: exempt peers */
+static _Atomic(struct MHD_Daemon *) served;	/* set once at start: the daemon the bus's thread runs */
+static void (*_Atomic served_resumed)(void);
 
 /* Sizes the global cap from the file limit (streams keep max_connections of the files); proxies are exempt. */
 void
@@ -257,6 +259,32 @@ conn_adopt(int delta)
 	pthread_mutex_lock(&conn_lock);
 	adopted_total = (unsigned)((int)adopted_total + delta);
 	pthread_mutex_unlock(&conn_lock);
+}
+
+/* Names the daemon that has no thread of its own (bus->serve) and who runs it on a resume. */
+void
+conn_served(struct MHD_Daemon *d, void (*resumed)(void))
+{
+	atomic_store(&served_resumed, resumed);
+	atomic_store(&served, d);
+}
+
+/*
+ * Resumes a suspended connection: every resume of the broker goes through here. A
+ * daemon with a thread of its own is woken by libmicrohttpd itself; one without has no
+ * inter-thread channel (libmicrohttpd drops MHD_USE_ITC there), so its runner is told.
+ */
+void
+conn_resume(struct MHD_Connection *conn)
+{
+	struct MHD_Daemon *d = atomic_load_explicit(&served, memory_order_acquire);
+	const union MHD_ConnectionInfo *ci = d != NULL ? MHD_get_connection_info(conn, MHD_CONNECTION_INFO_DAEMON) : NULL;
+	bool of_served = ci != NULL && ci->daemon == d;
+
+	/* Asked first: once resumed, the connection is its loop's again and may be gone. */
+	MHD_resume_connection(conn);
+	if (of_served)
+		atomic_load(&served_resumed)();
 }
 
 /* Queues a response and settles the connection: every answer of the broker goes through here. */

@@ -156,7 +156,7 @@ jmap_upstream_done(void *arg, const struct upstream_result *r)
 
 	w->r = *r;
 	if (atomic_fetch_sub(&w->wait, 1) == 1)
-		MHD_resume_connection(w->conn);
+		conn_resume(w->conn);
 	jmap_wait_unref(w);
 }
 
@@ -188,7 +188,7 @@ jmap_start_upstream(struct MHD_Connection *conn, const char *version, void **req
 	if (atomic_fetch_sub(&w->wait, 1) != 1)
 		return MHD_YES;	/* the answer resumes it */
 	if (w->suspended) {
-		MHD_resume_connection(conn);
+		conn_resume(conn);
 		return MHD_YES;
 	}
 	*req_cls = NULL;

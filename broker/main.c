@@ -159,8 +159,10 @@ shutdown_broker(void)
 	bus->stop();		/* requests waiting on Redis get their answers and resume */
 	upstream_stop();	/* requests waiting for auth upstream get 503 and resume */
 	stream_end_all(false);
+	shard_run_served();	/* this thread runs the bus's daemon from here */
 	while (atomic_load(&counters.streams) > 0 && waited < BROKER_STOP_GRACE_MS) {
 		nanosleep(&ms20, NULL);
+		shard_run_served();
 		waited += 20;
 		/* Streams that started while we walked; at the end of the grace, cut the rest
 		 * (MHD must not stop with a suspended connection). */

@@ -184,7 +184,7 @@ publish_done(void *arg, int status, const char *id, unsigned n)
 	} else
 		it->error = "event could not be stored";
 	if (atomic_fetch_sub(&p->outstanding, 1) == 1 && p->waiting)
-		MHD_resume_connection(p->conn);
+		conn_resume(p->conn);
 }
 
 /* Answers once every bus answer is in: one object, or {"results":[...]}. */
@@ -238,7 +238,7 @@ publish_run(struct MHD_Connection *conn, struct publish_state *p, const struct p
 	if (atomic_fetch_sub(&p->outstanding, 1) != 1)
 		return MHD_YES;		/* the last answer resumes it */
 	if (p->waiting) {
-		MHD_resume_connection(conn);	/* answered meanwhile: the handler runs again */
+		conn_resume(conn);	/* answered meanwhile: the handler runs again */
 		return MHD_YES;
 	}
 	return publish_reply(conn, p);

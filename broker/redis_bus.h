@@ -29,7 +29,7 @@
 #define REDIS_PROBE_MS 3000		/* how often each shard's pub/sub path is probed */
 
 /* Work handed from other threads to the Redis thread, in one FIFO queue. */
-enum redis_job_kind { JOB_PUBLISH, JOB_JOIN, JOB_LEAVE, JOB_REPLAY, JOB_STATE };
+enum redis_job_kind { JOB_PUBLISH, JOB_JOIN, JOB_LEAVE, JOB_REPLAY, JOB_STATE, JOB_SERVE, JOB_RESUMED };
 struct redis_job {
 	struct jobq_node node;		/* first: the queue's link */
 	enum redis_job_kind kind;

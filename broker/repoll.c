@@ -105,9 +105,12 @@ repoll_new(struct MHD_Connection *conn, int fd, const char *channel, size_t chle
 	const char *accept = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept");
 	struct repoll_tmpl t = { .len = 0 };
 	struct repoll *r;
+	const union MHD_DaemonInfo *f = d != NULL ? MHD_get_daemon_info(d->daemon, MHD_DAEMON_INFO_FLAGS) : NULL;
 	socklen_t alen;
 
-	if (d == NULL || a == NULL || a->client_addr == NULL)
+	/* A daemon without a thread of its own (bus->serve) takes no connection back from the watcher. */
+	if (d == NULL || a == NULL || a->client_addr == NULL || f == NULL ||
+	    (f->flags & MHD_USE_INTERNAL_POLLING_THREAD) == 0)
 		return NULL;
 	alen = a->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
 	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, repoll_tmpl_arg, &t);

@@ -11,12 +11,14 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "bus.h"
 #include "log.h"
 
 #define SHARD_BACKLOG 4096
@@ -26,6 +28,7 @@
 static struct MHD_Daemon *daemons[BROKER_MAX_SHARDS + SHARD_PUBLISH_MAX];
 static MHD_socket quiesced[BROKER_MAX_SHARDS + SHARD_PUBLISH_MAX];	/* closed after the stop */
 static int ndaemons, nquiesced;
+static struct MHD_Daemon *served;	/* publish_listen's daemon, run by the bus's thread (bus->serve) */
 static char listen_addr[80], publish_addr[80];
 
 /* Routes libmicrohttpd's own messages into our log. */
@@ -101,11 +104,14 @@ shard_format(const struct sockaddr_storage *ss, uint16_t port, char *buf, size_t
 	}
 }
 
-/* Starts one daemon on addr; serves_publish selects the routes it answers. */
+/*
+ * Starts one daemon on addr; serves_publish selects the routes it answers. threaded:
+ * with an epoll thread of its own; else whoever runs it calls MHD_run (bus->serve).
+ */
 static struct MHD_Daemon *
-shard_daemon(struct sockaddr_storage *ss, bool v6, bool serves_publish, size_t memory)
+shard_daemon(struct sockaddr_storage *ss, bool v6, bool serves_publish, size_t memory, bool threaded)
 {
-	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+	unsigned flags = (threaded ? MHD_USE_EPOLL_INTERNAL_THREAD : MHD_USE_EPOLL) | MHD_ALLOW_SUSPEND_RESUME |
 	    MHD_USE_ITC | MHD_USE_TURBO | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
 	unsigned limit = (unsigned)opt(OPT_MAX_CONNECTIONS) + 64;
 
@@ -141,7 +147,10 @@ shard_nodelay(struct MHD_Daemon *d)
 		log_warn("tcp nodelay on the listening socket: %s", strerror(errno));
 }
 
-/* Starts `threads` daemons on one port; the first one learns the port if it was 0. */
+/*
+ * Starts `count` daemons on one port; the first one learns the port if it was 0. With
+ * count 0, one daemon without a thread, which the bus's thread runs.
+ */
 static int
 shard_start_group(const char *spec, int count, bool serves_publish, size_t memory,
     char *addr, size_t addrlen, bool nodelay)
@@ -153,13 +162,21 @@ shard_start_group(const char *spec, int count, bool serves_publish, size_t memor
 	int i;
 
 	shard_parse_addr(spec, &ss, &v6);
-	for (i = 0; i < count; i++) {
-		struct MHD_Daemon *d = shard_daemon(&ss, v6, serves_publish, memory);
+	for (i = 0; i < (count > 0 ? count : 1); i++) {
+		struct MHD_Daemon *d = shard_daemon(&ss, v6, serves_publish, memory, count > 0);
 		if (d == NULL) {
 			log_error("cannot listen on %s: %s", spec, strerror(errno));
 			return -1;
 		}
 		daemons[ndaemons++] = d;
+		if (count == 0) {
+			served = d;
+			conn_served(d, bus->resumed);	/* before its runner takes it */
+			if (bus->serve(d) == -1) {
+				log_error("cannot run %s on the %s bus's thread", spec, bus->name);
+				return -1;
+			}
+		}
 		if (nodelay)
 			shard_nodelay(d);
 		if (i == 0) {
@@ -196,9 +213,13 @@ shard_start_all(void)
 	bool separate = *pub != '\0';
 
 	if (separate) {
-		/* Publishing does the direct writes to subscribers, so give it every core. */
+		/*
+		 * Standalone, publishing does the direct writes to subscribers, so give it every
+		 * core. A bus with a thread of its own (Redis) sends every publish from there and
+		 * answers it there: that thread runs the publish daemon too (n = 0).
+		 */
 		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-		int n = cpus < 1 ? 1 : cpus > SHARD_PUBLISH_MAX ? SHARD_PUBLISH_MAX : (int)cpus;
+		int n = bus->serve != NULL ? 0 : cpus < 1 ? 1 : cpus > SHARD_PUBLISH_MAX ? SHARD_PUBLISH_MAX : (int)cpus;
 
 		if (shard_start_group(pub, n, true, SHARD_PUBLISH_MEMORY, publish_addr,
 		    sizeof publish_addr, false) == -1)
@@ -228,8 +249,40 @@ shard_quiesce_all(void)
 	MHD_socket fd;
 
 	for (i = 0; i < ndaemons; i++)
-		if ((fd = MHD_quiesce_daemon(daemons[i])) != MHD_INVALID_SOCKET)
+		if (daemons[i] != served && (fd = MHD_quiesce_daemon(daemons[i])) != MHD_INVALID_SOCKET)
 			quiesced[nquiesced++] = fd;
+}
+
+static atomic_bool served_due;	/* a connection of it was resumed since the last run */
+
+/* The served daemon's resume hook once the shutdown's thread runs it. */
+static void
+shard_served_resumed(void)
+{
+	atomic_store(&served_due, true);
+}
+
+/*
+ * Runs the daemon the bus's thread ran, once the bus stopped (it quiesced the daemon):
+ * what the shutdown answers there goes out, and its last streams end. The shutdown's
+ * thread runs it from then on, again while some connection is resumed or has input
+ * left (bounded: the next call goes on).
+ */
+void
+shard_run_served(void)
+{
+	MHD_UNSIGNED_LONG_LONG ms;
+	int i;
+
+	if (served == NULL)
+		return;
+	conn_served(served, shard_served_resumed);
+	for (i = 0; i < 64; i++) {
+		atomic_store(&served_due, false);
+		MHD_run(served);
+		if (!atomic_load(&served_due) && (MHD_get_timeout(served, &ms) != MHD_YES || ms > 0))
+			break;
+	}
 }
 
 /* Stops every daemon; the caller resumed and ended every stream first. */

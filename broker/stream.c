@@ -390,7 +390,7 @@ stream_wake(struct stream *s)
 		return;
 	}
 	s->suspended = false;
-	MHD_resume_connection(s->conn);
+	conn_resume(s->conn);
 }
 
 /* Counts a delivered event and, for a live one, its publish-to-socket latency. */

@@ -298,7 +298,7 @@ subscribe_waited(struct stream *o)
 	if (o->polls)
 		subscribe_repoll_answer(o);
 	else
-		MHD_resume_connection(o->conn);
+		conn_resume(o->conn);
 }
 
 /*
@@ -375,7 +375,7 @@ subscribe_join(struct stream *s, const char *last_id, bool remote, void **req_cl
 	if (atomic_fetch_sub(&s->join_wait, 1) != 1)
 		return MHD_YES;
 	if (s->join_suspended) {
-		MHD_resume_connection(s->conn);
+		conn_resume(s->conn);
 		return MHD_YES;
 	}
 	return subscribe_respond(s, req_cls);

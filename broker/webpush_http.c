@@ -82,7 +82,7 @@ webpush_http_answered(void *arg, unsigned status, const char *text)
 	w->status = status;
 	snprintf(w->text, sizeof w->text, "%s", text);
 	if (atomic_fetch_sub(&w->wait, 1) == 1)
-		MHD_resume_connection(w->conn);
+		conn_resume(w->conn);
 }
 
 /* The answer once the job is done: 201 {"channel","id"}, 204, or the error. */
@@ -126,7 +126,7 @@ webpush_http_submit(struct MHD_Connection *conn, struct webpush_req *w)
 	if (atomic_fetch_sub(&w->wait, 1) != 1)
 		return MHD_YES;
 	if (w->suspended) {
-		MHD_resume_connection(conn);
+		conn_resume(conn);
 		return MHD_YES;
 	}
 	return webpush_http_reply(conn, w);
