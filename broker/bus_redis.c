@@ -467,6 +467,14 @@ redis_bus_jmap_state(struct stream *s, bus_state_done *done)
 
 static void redis_bus_serve_start(struct redis_serve *j);
 
+/* The served daemon runs once this loop's callbacks are done (the Redis thread; no system call). */
+static void
+redis_bus_serve_soon(void)
+{
+	if (served != NULL)
+		event_active(served_ev, EV_READ, 0);
+}
+
 /* Runs one job on the Redis thread (or, after it stopped, fails it). */
 static void
 redis_bus_run(struct redis_job *j)
@@ -491,8 +499,8 @@ redis_bus_run(struct redis_job *j)
 		redis_bus_serve_start((struct redis_serve *)j);
 		break;
 	case JOB_RESUMED:
-		if (on_thread && served != NULL)
-			event_active(served_ev, EV_READ, 0);
+		if (on_thread)
+			redis_bus_serve_soon();
 		free(j);
 		break;
 	}
@@ -535,17 +543,19 @@ redis_bus_on_served(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-/* The serve job: the daemon's epoll set joins this thread's loop (after the stop: nothing). */
+/*
+ * The serve job: the daemon's epoll set joins this thread's loop (after the stop:
+ * nothing). That set is watched level-triggered, so what it held before is seen too.
+ */
 static void
 redis_bus_serve_start(struct redis_serve *j)
 {
 	const union MHD_DaemonInfo *di = MHD_get_daemon_info(j->d, MHD_DAEMON_INFO_EPOLL_FD);
-	struct timeval now = { 0, 0 };
 
 	if (on_thread && di != NULL && served == NULL &&
 	    (served_ev = event_new(base, di->epoll_fd, EV_READ | EV_PERSIST, redis_bus_on_served, NULL)) != NULL &&
 	    (served_timer = evtimer_new(base, redis_bus_on_served, NULL)) != NULL &&
-	    event_add(served_ev, NULL) == 0 && event_add(served_timer, &now) == 0)
+	    event_add(served_ev, NULL) == 0)
 		served = j->d;
 	else if (on_thread)
 		log_error("redis: cannot run the publish daemon on the Redis thread");
@@ -581,8 +591,7 @@ redis_bus_resumed(void)
 	struct redis_job *j;
 
 	if (on_thread) {
-		if (served != NULL)
-			event_active(served_ev, EV_READ, 0);
+		redis_bus_serve_soon();
 		return;
 	}
 	if ((j = calloc(1, sizeof *j)) == NULL)

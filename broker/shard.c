@@ -157,19 +157,19 @@ shard_start_group(const char *spec, int count, bool serves_publish, size_t memor
 {
 	struct sockaddr_storage ss;
 	const union MHD_DaemonInfo *di;
-	bool v6;
+	bool v6, threaded = count > 0;
 	uint16_t port = 0;
 	int i;
 
 	shard_parse_addr(spec, &ss, &v6);
-	for (i = 0; i < (count > 0 ? count : 1); i++) {
-		struct MHD_Daemon *d = shard_daemon(&ss, v6, serves_publish, memory, count > 0);
+	for (i = 0; i < (threaded ? count : 1); i++) {
+		struct MHD_Daemon *d = shard_daemon(&ss, v6, serves_publish, memory, threaded);
 		if (d == NULL) {
 			log_error("cannot listen on %s: %s", spec, strerror(errno));
 			return -1;
 		}
 		daemons[ndaemons++] = d;
-		if (count == 0) {
+		if (!threaded) {
 			served = d;
 			conn_served(d, bus->resumed);	/* before its runner takes it */
 			if (bus->serve(d) == -1) {
